@@ -1,0 +1,72 @@
+"""Similarity matrices between embeddings and references.
+
+Every similarity is "higher = more similar", so losses are written once:
+
+=================  =========================================  ===========
+name               S_ij                                       range
+=================  =========================================  ===========
+``cosine``         <x_i/|x_i|, y_j/|y_j|>                      [-1, 1]
+``dot``            <x_i, y_j>                                  R
+``neg_sq_euclidean`` -|x_i - y_j|^2                            (-inf, 0]
+``neg_euclidean``  -|x_i - y_j|  (gradient-safe at 0)           (-inf, 0]
+=================  =========================================  ===========
+
+Shapes: ``x (B, D)``, ``y (R, D)`` -> ``S (B, R)``. The matrix is always computed and returned in
+float32 (or float64 when the inputs are float64), also under ``torch.autocast``: half-precision
+similarities lose the resolution that margins of 0.1 need. Memory: O(B R).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SimilarityName = Literal["cosine", "dot", "neg_sq_euclidean", "neg_euclidean"]
+SIMILARITIES: tuple[str, ...] = ("cosine", "dot", "neg_sq_euclidean", "neg_euclidean")
+
+_EPS = 1e-12
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def similarity_matrix(x: Tensor, y: Tensor, kind: str = "cosine") -> Tensor:
+    """Return ``S (B, R)`` of ``kind`` between rows of ``x (B, D)`` and ``y (R, D)``.
+
+    ``neg_euclidean`` clamps the squared distance at 1e-12 before the square root, so duplicates
+    and self-pairs get a finite (zero) gradient instead of NaN.
+    """
+    if kind not in SIMILARITIES:
+        raise ValueError(f"similarity: expected one of {SIMILARITIES}, got {kind!r}")
+    dtype = _compute_dtype(x)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        xf, yf = x.to(dtype), y.to(dtype)
+        if kind == "cosine":
+            return F.normalize(xf, dim=1, eps=_EPS) @ F.normalize(yf, dim=1, eps=_EPS).T
+        if kind == "dot":
+            return xf @ yf.T
+        sq = (xf * xf).sum(1, keepdim=True) + (yf * yf).sum(1)[None, :] - 2.0 * (xf @ yf.T)
+        sq = sq.clamp_min(0.0)
+        if kind == "neg_sq_euclidean":
+            return -sq
+        return -sq.clamp_min(_EPS).sqrt()
+
+
+class Similarity(torch.nn.Module):
+    """Module form of :func:`similarity_matrix`, for composition in losses and configs."""
+
+    def __init__(self, kind: str = "cosine") -> None:
+        super().__init__()
+        if kind not in SIMILARITIES:
+            raise ValueError(f"similarity: expected one of {SIMILARITIES}, got {kind!r}")
+        self.kind = kind
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return similarity_matrix(x, y, self.kind)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"

@@ -1,0 +1,16 @@
+"""The loss registry: ``create("ms", **kwargs)`` builds any registered loss by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from dmlkit.core.registry import Registry
+
+LOSSES: Registry[nn.Module] = Registry("loss")
+
+
+def create(name: str, **kwargs: Any) -> nn.Module:
+    """Build the loss registered as ``name``; see ``LOSSES.names()`` for the list."""
+    return LOSSES.create(name, **kwargs)
