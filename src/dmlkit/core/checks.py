@@ -17,7 +17,9 @@ def check_embeddings(emb: object, name: str = "emb") -> Tensor:
     only finite values. Returns the tensor unchanged.
     """
     if not isinstance(emb, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, D), got {type(emb).__name__}")
+        raise TypeError(
+            f"{name}: expected a torch.Tensor of shape (B, D), got {type(emb).__name__}"
+        )
     if emb.ndim != 2:
         raise ValueError(f"{name}: expected shape (B, D) with 2 dims, got {tuple(emb.shape)}")
     if not emb.is_floating_point():
@@ -25,10 +27,14 @@ def check_embeddings(emb: object, name: str = "emb") -> Tensor:
     if emb.shape[0] == 0:
         raise ValueError(f"{name}: expected at least one row (B >= 1), got an empty batch")
     if emb.shape[1] == 0:
-        raise ValueError(f"{name}: expected at least one column (D >= 1), got shape {tuple(emb.shape)}")
+        raise ValueError(
+            f"{name}: expected at least one column (D >= 1), got shape {tuple(emb.shape)}"
+        )
     if not bool(torch.isfinite(emb).all()):
         bad = int((~torch.isfinite(emb)).any(dim=1).sum())
-        raise ValueError(f"{name}: expected finite values, got NaN/Inf in {bad} of {emb.shape[0]} rows")
+        raise ValueError(
+            f"{name}: expected finite values, got NaN/Inf in {bad} of {emb.shape[0]} rows"
+        )
     return emb
 
 
@@ -44,7 +50,9 @@ def check_labels(labels: object, batch_size: int, name: str = "labels") -> Tenso
             f"{name}: expected a torch.Tensor of shape ({batch_size},), got {type(labels).__name__}"
         )
     if labels.is_floating_point() or labels.is_complex():
-        raise TypeError(f"{name}: expected integer (int64) or bool labels, got dtype {labels.dtype}")
+        raise TypeError(
+            f"{name}: expected integer (int64) or bool labels, got dtype {labels.dtype}"
+        )
     if labels.ndim not in (1, 2):
         raise ValueError(
             f"{name}: expected shape ({batch_size},) or ({batch_size}, C) multi-hot, "
@@ -54,9 +62,9 @@ def check_labels(labels: object, batch_size: int, name: str = "labels") -> Tenso
         raise ValueError(
             f"{name}: expected {batch_size} rows to match the embeddings, got {labels.shape[0]}"
         )
-    if labels.ndim == 2 and labels.dtype != torch.bool and labels.numel() > 0:
-        if bool(((labels != 0) & (labels != 1)).any()):
-            raise ValueError(f"{name}: multi-hot labels (B, C) must contain only 0 and 1")
+    multi_hot = labels.ndim == 2 and labels.dtype != torch.bool and labels.numel() > 0
+    if multi_hot and bool(((labels != 0) & (labels != 1)).any()):
+        raise ValueError(f"{name}: multi-hot labels (B, C) must contain only 0 and 1")
     return labels
 
 

@@ -36,7 +36,9 @@ def relation_masks(
         for name, m in (("pos", pos), ("neg", neg)):
             if not isinstance(m, Tensor) or m.dtype != torch.bool or tuple(m.shape) != expected:
                 got = (m.dtype, tuple(m.shape)) if isinstance(m, Tensor) else type(m).__name__
-                raise ValueError(f"relation_fn: expected bool {name} mask of shape {expected}, got {got}")
+                raise ValueError(
+                    f"relation_fn: expected bool {name} mask of shape {expected}, got {got}"
+                )
         if bool((pos & neg).any()):
             raise ValueError("relation_fn: a pair cannot be both positive and negative")
     elif labels.ndim == 1:

@@ -4,6 +4,51 @@ Every loss is an ``nn.Module`` with ``forward(emb, labels, ref_emb=None, ref_lab
 returning a 0-dim tensor connected to the graph. Build any of them by name with :func:`create`.
 """
 
+from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
+from dmlkit.losses.aggregators import (
+    AnchorLogSumExpAggregator,
+    AnchorMeanAggregator,
+    LiftedSongAggregator,
+    PairAggregator,
+    PairSumAggregator,
+    PerPositiveSoftplusAggregator,
+)
+from dmlkit.losses.miners import (
+    AllPairsMiner,
+    DistanceWeightedPairMiner,
+    HardestPairMiner,
+    MultiSimilarityMiner,
+    PairMiner,
+    SemiHardPairMiner,
+    ThresholdMiner,
+    TopKPairMiner,
+)
+from dmlkit.losses.pair_loss import PairLoss, pair_weights
 from dmlkit.losses.registry import LOSSES, create
+from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
 
-__all__ = ["LOSSES", "create"]
+__all__ = [
+    "LOSSES",
+    "AllPairsMiner",
+    "AnchorLogSumExpAggregator",
+    "AnchorMeanAggregator",
+    "CircleTerm",
+    "DistanceWeightedPairMiner",
+    "HardestPairMiner",
+    "HingeTerm",
+    "LiftedSongAggregator",
+    "LinearTerm",
+    "MultiSimilarityMiner",
+    "PairAggregator",
+    "PairLoss",
+    "PairMiner",
+    "PairSumAggregator",
+    "PairTerm",
+    "PerPositiveSoftplusAggregator",
+    "SemiHardPairMiner",
+    "SoftplusTerm",
+    "ThresholdMiner",
+    "TopKPairMiner",
+    "create",
+    "pair_weights",
+]

@@ -1,0 +1,202 @@
+"""Pair aggregators: how per-pair losses combine (the "weighting" half of general pair weighting).
+
+An aggregator maps ``(l+ (B, R), l- (B, R), pos (B, R), neg (B, R))`` to a 0-dim loss. Its gradient
+with respect to each pair loss is that pair's weight. Entries outside the masks are ignored (their
+gradient is exactly zero). Every aggregator returns a value connected to the graph, 0 when no pair is
+active. Memory: O(B R).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dmlkit.core.checks import check_positive
+from dmlkit.losses.reductions import (
+    ANCHOR_REDUCTIONS,
+    masked_logsumexp,
+    masked_mean,
+    reduce_anchors,
+)
+
+PairNormalization = Literal["pairs", "pairs_nonzero", "sides", "sides_nonzero", "batch", "none"]
+PAIR_NORMALIZATIONS: tuple[str, ...] = (
+    "pairs",
+    "pairs_nonzero",
+    "sides",
+    "sides_nonzero",
+    "batch",
+    "none",
+)
+
+
+class PairAggregator(nn.Module):
+    """Base class: ``forward(l_pos, l_neg, pos, neg) -> loss``."""
+
+    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in ANCHOR_REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {ANCHOR_REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def _masked_sum(x: Tensor, mask: Tensor) -> Tensor:
+    return torch.where(mask, x, torch.zeros_like(x)).sum()
+
+
+class PairSumAggregator(PairAggregator):
+    """``L = (Σ_{P} l+ + Σ_{N} l-) / Z`` with the normaliser ``Z`` chosen by ``normalize``:
+
+    - ``pairs``: number of active pairs (plain mean over pairs);
+    - ``pairs_nonzero``: number of pairs with loss > 0;
+    - ``sides``: each side averaged separately, ``mean_P l+ + mean_N l-``;
+    - ``sides_nonzero``: each side averaged over its non-zero losses (PML contrastive default);
+    - ``batch``: the batch size B (official XBM/MS-group code);
+    - ``none``: plain sum.
+    """
+
+    def __init__(self, normalize: str = "pairs") -> None:
+        super().__init__()
+        if normalize not in PAIR_NORMALIZATIONS:
+            raise ValueError(f"normalize: expected one of {PAIR_NORMALIZATIONS}, got {normalize!r}")
+        self.normalize = normalize
+
+    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        if self.normalize.startswith("sides"):
+            nonzero = self.normalize == "sides_nonzero"
+            return _side_mean(l_pos, pos, nonzero) + _side_mean(l_neg, neg, nonzero)
+        total = _masked_sum(l_pos, pos) + _masked_sum(l_neg, neg)
+        if self.normalize == "none":
+            return total
+        if self.normalize == "batch":
+            return total / l_pos.shape[0]
+        if self.normalize == "pairs_nonzero":
+            count = (pos & (l_pos > 0)).sum() + (neg & (l_neg > 0)).sum()
+        else:
+            count = pos.sum() + neg.sum()
+        return total / count.clamp_min(1).to(total.dtype)
+
+    def extra_repr(self) -> str:
+        return f"normalize={self.normalize!r}"
+
+
+def _side_mean(x: Tensor, mask: Tensor, nonzero: bool) -> Tensor:
+    keep = mask & (x > 0) if nonzero else mask
+    return _masked_sum(x, keep) / keep.sum().clamp_min(1).to(x.dtype)
+
+
+class AnchorMeanAggregator(PairAggregator):
+    """Per anchor ``mean_{P_i} l+ + mean_{N_i} l-`` (binomial deviance), reduced over anchors.
+
+    An anchor is valid when it has at least one active pair on either side.
+    """
+
+    def __init__(self, reduction: str = "mean_valid") -> None:
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        mp, vp = masked_mean(l_pos, pos)
+        mn, vn = masked_mean(l_neg, neg)
+        return reduce_anchors(mp + mn, vp | vn, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+Combine = Literal["sum", "hinge", "softplus"]
+
+
+class AnchorLogSumExpAggregator(PairAggregator):
+    """Per-anchor soft maxima of each side, then combined:
+
+    ``A+_i = (1/a) log([1 +] Σ_{P_i} e^{a l+})``, ``A-_i = (1/b) log([1 +] Σ_{N_i} e^{b l-})``,
+    the ``1 +`` present when ``add_one`` (multi-similarity; an empty side then gives 0), and
+
+    - ``combine="sum"``: ``A+ + A-`` (multi-similarity with ``add_one``);
+    - ``combine="hinge"``: ``[A+ + A-]_+`` (generalised lifted structure);
+    - ``combine="softplus"``: ``log(1 + e^{A+ + A-})`` (circle loss).
+
+    Without ``add_one`` an anchor needs both sides to be valid; with it, either side suffices.
+    The weights (gradients) are the per-side softmax of ``a l+`` (resp. ``b l-``), with the
+    implicit zero-loss entry when ``add_one`` - exactly the MS / lifted weights of GPW.
+    """
+
+    def __init__(
+        self,
+        scale_pos: float = 1.0,
+        scale_neg: float = 1.0,
+        add_one: bool = False,
+        combine: str = "sum",
+        reduction: str = "mean_all",
+    ) -> None:
+        super().__init__()
+        if combine not in ("sum", "hinge", "softplus"):
+            raise ValueError(f"combine: expected 'sum', 'hinge' or 'softplus', got {combine!r}")
+        self.scale_pos = check_positive(scale_pos, "scale_pos")
+        self.scale_neg = check_positive(scale_neg, "scale_neg")
+        self.add_one = bool(add_one)
+        self.combine = combine
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        a, b = self.scale_pos, self.scale_neg
+        lse_p, vp = masked_logsumexp(a * l_pos, pos, self.add_one)
+        lse_n, vn = masked_logsumexp(b * l_neg, neg, self.add_one)
+        both = lse_p / a + lse_n / b
+        valid = (vp | vn) if self.add_one else (vp & vn)
+        if self.combine == "hinge":
+            both = F.relu(both)
+        elif self.combine == "softplus":
+            both = F.softplus(both)
+        return reduce_anchors(both, valid, self.reduction)
+
+    def extra_repr(self) -> str:
+        return (
+            f"scale_pos={self.scale_pos}, scale_neg={self.scale_neg}, add_one={self.add_one}, "
+            f"combine={self.combine!r}, reduction={self.reduction!r}"
+        )
+
+
+class PerPositiveSoftplusAggregator(PairAggregator):
+    """N-pair form: for every active positive pair (i, p), ``log(1 + Σ_{N_i} e^{l+_ip + l-_in})``
+    ``= softplus(l+_ip + LSE_{N_i} l-)``, averaged over positive pairs whose anchor has negatives.
+
+    With ``l+ = -s``, ``l- = s`` this is Sohn's N-pair loss ``log(1 + Σ_n e^{s_in - s_ip})``.
+    """
+
+    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        lse_n, vn = masked_logsumexp(l_neg, neg)
+        keep = pos & vn[:, None]
+        per_pair = F.softplus(l_pos + lse_n[:, None])
+        return _masked_sum(per_pair, keep) / keep.sum().clamp_min(1).to(per_pair.dtype)
+
+
+class LiftedSongAggregator(PairAggregator):
+    """Original lifted structure (Song et al. 2016); needs the square batch matrix (R = B).
+
+    For each positive pair (i, j): ``J_ij = log(Σ_{k∈N_i} e^{l-_ik} + Σ_{k∈N_j} e^{l-_jk}) + l+_ij``
+    and ``L = 1/(2|P|) Σ_{(i,j)∈P} [J_ij]_+^2`` over ordered positive pairs (each unordered pair
+    twice, which matches Song's 1/(2|P̂|) over unordered pairs). With ``s = -d``,
+    ``l+ = d``, ``l- = α - d`` this is the paper's loss.
+    """
+
+    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        if l_pos.shape[0] != l_pos.shape[1]:
+            raise ValueError(
+                "lifted_song: expected the batch as its own reference (square B x B pairs), "
+                f"got {tuple(l_pos.shape)}"
+            )
+        lse_n, vn = masked_logsumexp(l_neg, neg)
+        floor = torch.finfo(lse_n.dtype).min / 4
+        lse_n = torch.where(vn, lse_n, torch.full_like(lse_n, floor))
+        keep = pos & (vn[:, None] | vn[None, :])
+        j = torch.logaddexp(lse_n[:, None], lse_n[None, :]) + l_pos
+        per_pair = F.relu(j).pow(2)
+        return _masked_sum(per_pair, keep) / (2 * keep.sum().clamp_min(1).to(per_pair.dtype))
