@@ -120,7 +120,10 @@ class CircleTerm(PairTerm):
         self.gamma = check_positive(gamma, "gamma")
 
     def forward(self, sim: Tensor) -> tuple[Tensor, Tensor]:
-        s_const = sim.detach()
+        return self.logits(sim, sim.detach())
+
+    def logits(self, sim: Tensor, s_const: Tensor) -> tuple[Tensor, Tensor]:
+        """The logits with the self-paced weights computed from the constant ``s_const``."""
         alpha_p = torch.relu(1.0 + self.m - s_const)
         alpha_n = torch.relu(s_const + self.m)
         lp = -self.gamma * alpha_p * (sim - (1.0 - self.m))
