@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dmlkit.core.checks import check_embeddings, check_labels, check_same_dim
-from dmlkit.core.relations import RelationFn, relation_masks
+from dmlkit.core.relations import RelationFn
 from dmlkit.core.similarity import Similarity
 from dmlkit.losses.aggregators import PairAggregator
+from dmlkit.losses.inputs import similarity_and_masks
 from dmlkit.losses.miners import AllPairsMiner, PairMiner
 from dmlkit.losses.terms import PairTerm
 
@@ -60,29 +60,9 @@ class PairLoss(nn.Module):
         self_index: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Validate inputs; return ``S (B, R)`` and the label masks ``pos, neg (B, R)``."""
-        check_embeddings(emb, "emb")
-        check_labels(labels, emb.shape[0], "labels")
-        labels = labels.to(emb.device)
-        if ref_emb is None or ref_emb is emb:
-            if ref_labels is not None and ref_labels is not labels:
-                raise ValueError("ref_labels: given without ref_emb; pass both or neither")
-            ref_emb, ref_labels = emb, labels
-            if self_index is None:
-                self_index = torch.arange(emb.shape[0], device=emb.device)
-        else:
-            check_embeddings(ref_emb, "ref_emb")
-            check_same_dim(emb, ref_emb)
-            if ref_labels is None:
-                raise ValueError("ref_labels: expected labels for ref_emb, got None")
-            check_labels(ref_labels, ref_emb.shape[0], "ref_labels")
-            ref_labels = ref_labels.to(emb.device)
-        if self_index is not None and tuple(self_index.shape) != (emb.shape[0],):
-            raise ValueError(
-                f"self_index: expected shape ({emb.shape[0]},), got {tuple(self_index.shape)}"
-            )
-        sim = self.similarity(emb, ref_emb)
-        pos, neg = relation_masks(labels, ref_labels, self.relation_fn, self_index)
-        return sim, pos, neg
+        return similarity_and_masks(
+            self.similarity, self.relation_fn, emb, labels, ref_emb, ref_labels, self_index
+        )
 
     def from_similarity(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         """The loss from a precomputed similarity ``S (B, R)`` and label masks."""
