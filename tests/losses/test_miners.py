@@ -66,7 +66,7 @@ def test_hardest_and_topk_miners() -> None:
     tp, tn = TopKPairMiner(2, 3)(s, pos, neg)
     for i in range(s.shape[0]):
         ps = sorted((float(s[i, j]), j) for j in range(s.shape[1]) if pos[i, j])
-        ns = sorted(((-float(s[i, j]), j) for j in range(s.shape[1]) if neg[i, j]))
+        ns = sorted((-float(s[i, j]), j) for j in range(s.shape[1]) if neg[i, j])
         assert _rows(hp)[i] == {j for _, j in ps[:1]} and _rows(hn)[i] == {j for _, j in ns[:1]}
         assert _rows(tp)[i] == {j for _, j in ps[:2]} and _rows(tn)[i] == {j for _, j in ns[:3]}
 
@@ -98,7 +98,7 @@ def test_distance_weighted_miner_is_deterministic_and_valid() -> None:
         )
 
     p1, n1 = draw(0)
-    p2, n2 = draw(0)
+    _p2, n2 = draw(0)
     _, n3 = draw(1)
     assert torch.equal(n1, n2) and torch.equal(p1, pos) and not torch.equal(n1, n3)
     assert not (n1 & ~neg).any()
