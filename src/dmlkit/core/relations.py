@@ -41,6 +41,7 @@ def relation_masks(
                 )
         if bool((pos & neg).any()):
             raise ValueError("relation_fn: a pair cannot be both positive and negative")
+        pos, neg = pos.clone(), neg.clone()  # the self-exclusion below writes in place
     elif labels.ndim == 1:
         if ref_labels.ndim != 1:
             raise ValueError(
@@ -60,8 +61,6 @@ def relation_masks(
         rows = torch.nonzero(self_index >= 0).squeeze(1)
         if rows.numel() > 0:
             cols = self_index[rows]
-            pos = pos.clone()
-            neg = neg.clone()
             pos[rows, cols] = False
             neg[rows, cols] = False
     return pos, neg

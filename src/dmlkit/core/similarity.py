@@ -45,11 +45,15 @@ def similarity_matrix(x: Tensor, y: Tensor, kind: str = "cosine") -> Tensor:
     dtype = _compute_dtype(x)
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf, yf = x.to(dtype), y.to(dtype)
+        same = y is x
         if kind == "cosine":
-            return F.normalize(xf, dim=1, eps=_EPS) @ F.normalize(yf, dim=1, eps=_EPS).T
+            xf = F.normalize(xf, dim=1, eps=_EPS)
+            return xf @ (xf if same else F.normalize(yf, dim=1, eps=_EPS)).T
         if kind == "dot":
             return xf @ yf.T
-        sq = (xf * xf).sum(1, keepdim=True) + (yf * yf).sum(1)[None, :] - 2.0 * (xf @ yf.T)
+        x_sq = (xf * xf).sum(1)
+        y_sq = x_sq if same else (yf * yf).sum(1)
+        sq = x_sq[:, None] + y_sq[None, :] - 2.0 * (xf @ yf.T)
         sq = sq.clamp_min(0.0)
         if kind == "neg_sq_euclidean":
             return -sq

@@ -47,7 +47,7 @@ def _check_reduction(reduction: str) -> str:
 
 
 def _masked_sum(x: Tensor, mask: Tensor) -> Tensor:
-    return torch.where(mask, x, torch.zeros_like(x)).sum()
+    return torch.where(mask, x, 0.0).sum()
 
 
 class PairSumAggregator(PairAggregator):
@@ -87,8 +87,9 @@ class PairSumAggregator(PairAggregator):
 
 
 def _side_mean(x: Tensor, mask: Tensor, nonzero: bool) -> Tensor:
-    keep = mask & (x > 0) if nonzero else mask
-    return _masked_sum(x, keep) / keep.sum().clamp_min(1).to(x.dtype)
+    masked = torch.where(mask, x, 0.0)
+    count = (masked > 0).sum() if nonzero else mask.sum()
+    return masked.sum() / count.clamp_min(1).to(x.dtype)
 
 
 class AnchorMeanAggregator(PairAggregator):

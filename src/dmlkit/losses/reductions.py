@@ -41,7 +41,7 @@ def masked_logsumexp(x: Tensor, mask: Tensor, add_one: bool = False) -> tuple[Te
 def masked_mean(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Row-wise mean of the masked entries; returns ``(values (B,), valid (B,))``, empty rows 0."""
     count = mask.sum(dim=1)
-    total = torch.where(mask, x, torch.zeros_like(x)).sum(dim=1)
+    total = torch.where(mask, x, 0.0).sum(dim=1)
     return total / count.clamp_min(1).to(total.dtype), count > 0
 
 

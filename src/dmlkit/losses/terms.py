@@ -15,6 +15,11 @@ from torch import Tensor, nn
 from dmlkit.core.checks import check_positive
 
 
+def _scaled(x: Tensor, weight: float) -> Tensor:
+    """``weight * x``, skipping the full-matrix multiply for the common weight 1."""
+    return x if weight == 1.0 else weight * x
+
+
 class PairTerm(nn.Module):
     """Base class: ``forward(S) -> (l_pos, l_neg)``, both shaped like ``S``."""
 
@@ -64,7 +69,7 @@ class HingeTerm(PairTerm):
         ln = F.relu(sim - self.neg_margin)
         if self.power != 1.0:
             lp, ln = lp.pow(self.power), ln.pow(self.power)
-        return self.pos_weight * lp, self.neg_weight * ln
+        return _scaled(lp, self.pos_weight), _scaled(ln, self.neg_weight)
 
     def extra_repr(self) -> str:
         return (
@@ -98,7 +103,7 @@ class SoftplusTerm(PairTerm):
     def forward(self, sim: Tensor) -> tuple[Tensor, Tensor]:
         lp = F.softplus(self.scale_pos * (self.threshold - sim))
         ln = F.softplus(self.scale_neg * (sim - self.threshold))
-        return self.pos_weight * lp, self.neg_weight * ln
+        return _scaled(lp, self.pos_weight), _scaled(ln, self.neg_weight)
 
     def extra_repr(self) -> str:
         return (
