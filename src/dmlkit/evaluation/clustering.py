@@ -1,0 +1,147 @@
+"""k-means and clustering metrics (NMI, AMI, pairwise F1) for embedding evaluation.
+
+:func:`kmeans` is pure PyTorch: k-means++ initialisation from a seeded generator, Lloyd
+iterations with chunked distance computations (memory O(chunk x k)), and the best of ``n_init``
+restarts by inertia. ``backend="faiss"`` uses faiss's k-means when it is installed.
+
+NMI and AMI compare cluster assignments with the class labels (scikit-learn's definitions, the
+arithmetic normalisation). F1 is the pairwise clustering F-measure used in DML papers: over all
+pairs of items, precision = pairs in the same cluster that share a class / pairs in the same
+cluster, recall = same-class pairs put in the same cluster / same-class pairs, computed from the
+contingency table without an N x N matrix.
+
+>>> import torch
+>>> clustering_f1(torch.tensor([0, 0, 1, 1]), torch.tensor([5, 5, 7, 7]))
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+from torch import Tensor
+
+from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, chunk_rows
+
+
+def _assign(x: Tensor, centers: Tensor, memory_bytes: int) -> tuple[Tensor, Tensor]:
+    """Nearest center and squared distance of every row, in chunks."""
+    c_sq = (centers * centers).sum(1)
+    labels, dists = [], []
+    step = chunk_rows(centers.shape[0], memory_bytes)
+    for start in range(0, x.shape[0], step):
+        chunk = x[start : start + step]
+        d = (chunk * chunk).sum(1, keepdim=True) - 2.0 * chunk @ centers.T + c_sq[None, :]
+        value, index = d.min(dim=1)
+        labels.append(index)
+        dists.append(value.clamp_min(0.0))
+    return torch.cat(labels), torch.cat(dists)
+
+
+def _kmeans_pp(x: Tensor, k: int, generator: torch.Generator, memory_bytes: int) -> Tensor:
+    n = x.shape[0]
+    first = int(torch.randint(n, (1,), generator=generator))
+    centers = x[first : first + 1]
+    _, closest = _assign(x, centers, memory_bytes)
+    for _ in range(1, k):
+        total = closest.sum()
+        if total <= 0:  # every point sits on a center: pick uniformly among the rest
+            probs = torch.ones(n, dtype=torch.float64)
+        else:
+            probs = (closest / total).double().cpu()
+        pick = int(torch.multinomial(probs, 1, generator=generator))
+        centers = torch.cat([centers, x[pick : pick + 1]])
+        _, d_new = _assign(x, x[pick : pick + 1], memory_bytes)
+        closest = torch.minimum(closest, d_new)
+    return centers
+
+
+def kmeans(
+    x: Tensor,
+    k: int,
+    seed: int = 0,
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    backend: str = "torch",
+) -> Tensor:
+    """Cluster ``x (N, D)`` into ``k`` groups; returns assignments ``(N,)`` int64 (CPU)."""
+    if not 1 <= k <= x.shape[0]:
+        raise ValueError(f"k: expected 1 <= k <= N={x.shape[0]}, got {k}")
+    x = x.detach().to(torch.float32)
+    if backend == "faiss":
+        return _faiss_kmeans(x, k, seed, n_init, max_iter)
+    if backend != "torch":
+        raise ValueError(f"backend: expected 'torch' or 'faiss', got {backend!r}")
+    generator = torch.Generator().manual_seed(seed)
+    best_labels, best_inertia = None, float("inf")
+    for _ in range(n_init):
+        centers = _kmeans_pp(x, k, generator, memory_bytes)
+        previous = float("inf")
+        for _ in range(max_iter):
+            labels, dists = _assign(x, centers, memory_bytes)
+            sums = torch.zeros_like(centers).index_add_(0, labels, x)
+            counts = torch.bincount(labels, minlength=k).to(x.dtype)
+            empty = counts == 0
+            centers = torch.where(empty[:, None], centers, sums / counts.clamp_min(1)[:, None])
+            inertia = float(dists.sum())
+            if math.isfinite(previous) and previous - inertia <= tol * previous:
+                break
+            previous = inertia
+        labels, dists = _assign(x, centers, memory_bytes)
+        inertia = float(dists.sum())
+        if inertia < best_inertia:
+            best_labels, best_inertia = labels, inertia
+    assert best_labels is not None
+    return best_labels.cpu()
+
+
+def _faiss_kmeans(x: Tensor, k: int, seed: int, n_init: int, max_iter: int) -> Tensor:
+    try:
+        import faiss  # type: ignore[import-not-found]
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("backend='faiss' needs faiss: pip install 'dmlkit[faiss]'") from err
+    data = x.cpu().contiguous().numpy()
+    km = faiss.Kmeans(data.shape[1], k, niter=max_iter, nredo=n_init, seed=seed, verbose=False)
+    km.train(data)
+    _, assign = km.index.search(data, 1)
+    return torch.from_numpy(assign[:, 0]).long()
+
+
+def nmi(labels: Tensor, clusters: Tensor) -> float:
+    """Normalised mutual information between classes and clusters."""
+    return float(normalized_mutual_info_score(labels.cpu().numpy(), clusters.cpu().numpy()))
+
+
+def ami(labels: Tensor, clusters: Tensor) -> float:
+    """Adjusted mutual information between classes and clusters."""
+    return float(adjusted_mutual_info_score(labels.cpu().numpy(), clusters.cpu().numpy()))
+
+
+def _pairs(counts: np.ndarray) -> float:
+    return float((counts * (counts - 1) / 2).sum())
+
+
+def clustering_f1(labels: Tensor, clusters: Tensor) -> float:
+    """Pairwise F1 of a clustering against the classes (0 when no pair is co-clustered)."""
+    _, y = np.unique(labels.cpu().numpy(), return_inverse=True)
+    _, c = np.unique(clusters.cpu().numpy(), return_inverse=True)
+    table = np.zeros((y.max() + 1, c.max() + 1), dtype=np.float64)
+    np.add.at(table, (y, c), 1.0)
+    true_pos = _pairs(table)
+    clustered = _pairs(table.sum(0))
+    same_class = _pairs(table.sum(1))
+    if true_pos == 0:
+        return 0.0
+    precision, recall = true_pos / clustered, true_pos / same_class
+    return 2 * precision * recall / (precision + recall)
+
+
+def embedding_kmeans_input(emb: Tensor, metric: str) -> Tensor:
+    """Rows as k-means sees them: L2-normalised for cosine (spherical geometry)."""
+    return F.normalize(emb.float(), dim=1) if metric == "cosine" else emb.float()

@@ -1,0 +1,86 @@
+"""Retrieval metrics from ranked neighbour relevance.
+
+Inputs: ``relevant (Q, K)`` bool, whether the j-th retrieved reference of query i is relevant
+(best first), and ``num_relevant (Q,)``: how many references are relevant to query i (the query
+itself excluded), R_i. Queries with R_i = 0 must be removed before (see :mod:`.evaluator`).
+Every function returns per-query values ``(Q,)`` in float64; averaging is the caller's.
+
+- Recall@k (DML papers):  1[any relevant among the top k]
+- Precision@k:            (1/k) Σ_{j<k} rel_ij
+- R-Precision:            (1/R_i) Σ_{j<R_i} rel_ij
+- MAP@R (Musgrave 2020):  (1/R_i) Σ_{j<R_i} P_i(j) rel_ij,  P_i(j) = (1/j) Σ_{l<=j} rel_il
+- MAP@k:                  (1/min(R_i, k)) Σ_{j<k} P_i(j) rel_ij
+- MRR:                    1 / (rank of the first relevant), 0 if none in the K retrieved
+
+>>> import torch
+>>> rel = torch.tensor([[True, False, True, False], [False, True, True, True]])
+>>> r = torch.tensor([2, 3])
+>>> recall_at_k(rel, 1).tolist(), map_at_r(rel, r).tolist()
+([1.0, 0.0], [0.5, 0.2222222222222222])
+>>> r_precision(rel, r).tolist(), mrr(rel).tolist()
+([0.5, 0.6666666666666666], [1.0, 0.5])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _check_k(relevant: Tensor, k: int) -> None:
+    if not 1 <= k <= relevant.shape[1]:
+        raise ValueError(f"k: expected 1 <= k <= {relevant.shape[1]} retrieved, got {k}")
+
+
+def recall_at_k(relevant: Tensor, k: int) -> Tensor:
+    """1 if any of the top ``k`` is relevant (the DML-paper Recall@K)."""
+    _check_k(relevant, k)
+    return relevant[:, :k].any(1).double()
+
+
+def precision_at_k(relevant: Tensor, k: int) -> Tensor:
+    """Fraction of the top ``k`` that is relevant."""
+    _check_k(relevant, k)
+    return relevant[:, :k].double().mean(1)
+
+
+def _within(relevant: Tensor, limit: Tensor) -> Tensor:
+    cols = torch.arange(relevant.shape[1], device=relevant.device)
+    return relevant & (cols[None, :] < limit[:, None])
+
+
+def r_precision(relevant: Tensor, num_relevant: Tensor) -> Tensor:
+    """Precision over the first R_i retrieved."""
+    if relevant.shape[1] < int(num_relevant.max()):
+        raise ValueError("relevant: expected at least max(R) retrieved columns for R-precision")
+    return _within(relevant, num_relevant).sum(1).double() / num_relevant.double()
+
+
+def _average_precision(relevant: Tensor, limit: Tensor, denominator: Tensor) -> Tensor:
+    hits = _within(relevant, limit)
+    ranks = torch.arange(1, relevant.shape[1] + 1, device=relevant.device, dtype=torch.float64)
+    precision = hits.cumsum(1).double() / ranks[None, :]
+    return (precision * hits).sum(1) / denominator.double()
+
+
+def map_at_r(relevant: Tensor, num_relevant: Tensor) -> Tensor:
+    """MAP@R: average precision over the first R_i retrieved, normalised by R_i."""
+    if relevant.shape[1] < int(num_relevant.max()):
+        raise ValueError("relevant: expected at least max(R) retrieved columns for MAP@R")
+    return _average_precision(relevant, num_relevant, num_relevant)
+
+
+def map_at_k(relevant: Tensor, num_relevant: Tensor, k: int) -> Tensor:
+    """MAP@k: average precision over the top k, normalised by min(R_i, k)."""
+    _check_k(relevant, k)
+    limit = torch.full_like(num_relevant, k)
+    return _average_precision(relevant, limit, torch.minimum(num_relevant, limit))
+
+
+def mrr(relevant: Tensor) -> Tensor:
+    """Reciprocal rank of the first relevant retrieved reference (0 when none is retrieved)."""
+    first = torch.argmax(relevant.int(), dim=1)
+    found = relevant.any(1)
+    return torch.where(
+        found, 1.0 / (first.double() + 1.0), torch.zeros_like(first, dtype=torch.float64)
+    )
