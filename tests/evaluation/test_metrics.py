@@ -1,0 +1,134 @@
+"""Retrieval and clustering metrics: hand-computed cases, ties, duplicates, lone queries, multi-label."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dmlkit.evaluation import (
+    clustering_f1,
+    evaluate,
+    map_at_k,
+    map_at_r,
+    mrr,
+    precision_at_k,
+    r_precision,
+    recall_at_k,
+)
+
+
+def test_per_query_metrics_by_hand() -> None:
+    rel = torch.tensor([[True, False, True, False], [False, True, True, True], [False] * 4])
+    r = torch.tensor([2, 3, 1])
+    assert recall_at_k(rel, 1).tolist() == [1.0, 0.0, 0.0]
+    assert recall_at_k(rel, 2).tolist() == [1.0, 1.0, 0.0]
+    assert precision_at_k(rel, 4).tolist() == [0.5, 0.75, 0.0]
+    assert r_precision(rel, r).tolist() == pytest.approx([0.5, 2 / 3, 0.0])
+    # MAP@R row 1: relevant at ranks 2, 3 within R = 3: (1/2 + 2/3) / 3
+    assert map_at_r(rel, r).tolist() == pytest.approx([0.5, (1 / 2 + 2 / 3) / 3, 0.0])
+    # MAP@4 row 0: ranks 1 and 3: (1 + 2/3) / min(2, 4)
+    assert map_at_k(rel, r, 4).tolist() == pytest.approx(
+        [(1 + 2 / 3) / 2, (1 / 2 + 2 / 3 + 3 / 4) / 3, 0.0]
+    )
+    assert mrr(rel).tolist() == [1.0, 0.5, 0.0]
+    with pytest.raises(ValueError, match="k: expected 1 <= k <= 4"):
+        recall_at_k(rel, 5)
+
+
+def test_evaluate_on_points_on_a_line() -> None:
+    # 1-D euclidean: items at positions, classes chosen so every ranking is known by hand
+    pos = torch.tensor([[0.0], [1.0], [2.1], [3.3], [10.0], [10.5]])
+    y = torch.tensor([0, 0, 1, 0, 1, 1])
+    res = evaluate(
+        pos,
+        y,
+        metrics=["recall", "precision@1", "r_precision", "map@r", "mrr"],
+        ks=(1, 2),
+        metric="euclidean",
+    ).to_dict()
+    # leave-one-out neighbours, nearest first (class in brackets):
+    #   0 -> 1(0) 2(1) 3(0) | 1 -> 0(0) 2(1) 3(0) | 2 -> 1(0) 3(0) 0(0)
+    #   3 -> 2(1) 1(0) 0(0) | 4 -> 5(1) 3(0) 2(1) | 5 -> 4(1) 3(0) 2(1)
+    # every class has 3 items, so R = 2 for every query
+    assert res["precision@1"] == pytest.approx(4 / 6)  # queries 2 and 3 miss
+    assert res["recall@1"] == pytest.approx(4 / 6)
+    assert res["recall@2"] == pytest.approx(5 / 6)  # only query 2 has no hit in its top 2
+    assert res["r_precision"] == pytest.approx((0.5 + 0.5 + 0 + 0.5 + 0.5 + 0.5) / 6)
+    # MAP@R: query 3 has its hit at rank 2 -> (1/2)/2; the others (1)/2 or 0
+    assert res["map@r"] == pytest.approx((0.5 + 0.5 + 0 + 0.25 + 0.5 + 0.5) / 6)
+    assert res["mrr"] == pytest.approx((1 + 1 + 0 + 0.5 + 1 + 1) / 6)
+    assert res["num_queries"] == 6 and res["num_excluded_queries"] == 0
+
+
+def test_ties_are_broken_by_lower_reference_index() -> None:
+    q = torch.tensor([[1.0, 0.0]])
+    ref = torch.tensor([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0], [1.0, 0.0]])  # 1, 2, 3 tie in cosine
+    for labels, expected in (([0, 1, 0, 0], 1.0), ([0, 0, 1, 0], 0.0), ([0, 0, 0, 1], 0.0)):
+        res = evaluate(q, torch.tensor([1]), ref, torch.tensor(labels), metrics=["precision@1"])
+        assert res.to_dict()["precision@1"] == expected  # index 1 wins the tie
+
+
+def test_duplicates_are_kept_and_self_removed_by_index() -> None:
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    res = evaluate(x, y, metrics=["precision@1", "map@r"]).to_dict()
+    assert res["precision@1"] == 1.0 and res["map@r"] == 1.0
+
+
+def test_lone_queries_are_reported_and_excluded() -> None:
+    x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    y = torch.tensor([0, 0, 7])  # class 7 has one member: no relevant reference
+    res = evaluate(x, y, metrics=["precision@1", "r_precision", "map@r"], ks=(1,))
+    assert res.num_excluded_queries == 1 and res.num_queries == 2
+    assert res.to_dict()["precision@1"] == 1.0
+    # query/gallery: a query class absent from the gallery
+    res = evaluate(
+        x, torch.tensor([0, 1, 2]), x, torch.tensor([0, 0, 2]), metrics=["recall"], ks=(1,)
+    )
+    assert res.num_excluded_queries == 1
+    assert res.to_dict()["recall@1"] == 1.0
+    with pytest.raises(ValueError, match="no query has a relevant reference"):
+        evaluate(x, torch.tensor([0, 1, 2]), metrics=["recall"], ks=(1,))
+
+
+def test_multi_label_relevance() -> None:
+    x = torch.tensor([[1.0, 0.0], [0.9, 0.2], [0.0, 1.0], [0.1, 0.9]])
+    y = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1]])
+    res = evaluate(x, y, metrics=["precision@1", "r_precision"], ks=(1,)).to_dict()
+    # 0 -> 1 (shares label 0): hit. 1 -> 0 (shares 0): hit. 2 -> 3? sims: 2·3 = 0.9, 2·1 = 0.2
+    # -> 3 shares nothing with 2: miss. 3 has no relevant reference: excluded.
+    assert res["num_excluded_queries"] == 1
+    assert res["precision@1"] == pytest.approx(2 / 3)
+
+
+def test_per_class_average() -> None:
+    x = torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.98, 0.2], [0.0, 1.0], [0.95, 0.3]])
+    y = torch.tensor([0, 0, 0, 1, 1])
+    micro = evaluate(x, y, metrics=["precision@1"]).to_dict()["precision@1"]
+    macro = evaluate(x, y, metrics=["precision@1"], average="per_class").to_dict()["precision@1"]
+    # class 0: 3/3 hits; class 1: item 3 -> nearest is 4? sims 3·4 = 0.3, 3·2 = 0.2: hit;
+    # item 4 -> nearest 2 (class 0): miss -> class 1 mean 1/2
+    assert micro == pytest.approx(4 / 5) and macro == pytest.approx((1 + 0.5) / 2)
+
+
+def test_clustering_f1_by_hand() -> None:
+    labels = torch.tensor([0, 0, 0, 1, 1])
+    clusters = torch.tensor([0, 0, 1, 1, 1])
+    # same-cluster pairs: (0,1), (2,3), (2,4), (3,4) -> 4; true positives: (0,1), (3,4) -> 2
+    # same-class pairs: 3 + 1 = 4 -> P = 2/4, R = 2/4, F1 = 0.5
+    assert clustering_f1(labels, clusters) == pytest.approx(0.5)
+    assert clustering_f1(labels, torch.arange(5)) == 0.0
+
+
+def test_bad_arguments() -> None:
+    x, y = torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="unknown"):
+        evaluate(x, y, metrics=["accuracy"])
+    with pytest.raises(ValueError, match="ks: expected K <= 5"):
+        evaluate(x, y, metrics=["recall"], ks=(10,))
+    with pytest.raises(ValueError, match="ref_labels"):
+        evaluate(x, y, x)
+    with pytest.raises(TypeError, match="integer"):
+        evaluate(x, y.float())
+    with pytest.raises(ValueError, match="average"):
+        evaluate(x, y, average="macro")
