@@ -48,7 +48,9 @@ class DMLDataset(Dataset[tuple[Tensor, int]], ABC):
     ) -> None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"labels: expected a 1-D integer array, got {labels.dtype} {labels.shape}")
+            raise TypeError(
+                f"labels: expected a 1-D integer array, got {labels.dtype} {labels.shape}"
+            )
         if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
             raise ValueError(
                 f"labels: expected values in 0..{len(class_names) - 1} "
@@ -145,7 +147,9 @@ class FileDataset(DMLDataset):
     ) -> None:
         if len(paths) != len(labels):
             raise ValueError(f"paths: expected {len(labels)} (one per label), got {len(paths)}")
-        super().__init__(labels, class_names, transform, image_channels=3, image_size=None, seed=seed)
+        super().__init__(
+            labels, class_names, transform, image_channels=3, image_size=None, seed=seed
+        )
         self.paths = list(paths)
 
     def load(self, i: int) -> Image.Image:

@@ -54,7 +54,9 @@ def held_out_count(total: int, amount: float | int, what: str) -> int:
     A fraction is rounded and kept in ``1..total-1`` when positive; a count must be in ``0..total-1``.
     """
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-        raise TypeError(f"{what}: expected a fraction in [0, 1) or an integer count, got {amount!r}")
+        raise TypeError(
+            f"{what}: expected a fraction in [0, 1) or an integer count, got {amount!r}"
+        )
     if isinstance(amount, float):
         if not 0.0 <= amount < 1.0:
             raise ValueError(f"{what}: expected a fraction in [0, 1), got {amount}")
@@ -76,9 +78,7 @@ def seeded_subset(keys: np.ndarray, count: int, seed: int, stream: int) -> np.nd
     return np.sort(keys[order[:count]])
 
 
-def class_disjoint_parts(
-    item_classes: np.ndarray, test_fraction: float, seed: int
-) -> np.ndarray:
+def class_disjoint_parts(item_classes: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
     """Assign part ``"train"``/``"test"`` per item with a seeded class-disjoint split.
 
     ``round(C * test_fraction)`` of the ``C`` classes (at least 1, at most ``C-1``) go to test.

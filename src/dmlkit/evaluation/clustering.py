@@ -27,37 +27,50 @@ from torch import Tensor
 
 from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, chunk_rows
 
+KMEANS_PP_MAX_K = 1000
+
 
 def _assign(x: Tensor, centers: Tensor, memory_bytes: int) -> tuple[Tensor, Tensor]:
-    """Nearest center and squared distance of every row, in chunks."""
+    """Nearest center and squared distance of every row, in chunks.
+
+    ``|x - c|^2 = |x|^2 + (|c|^2 - 2 x·c)``: the bracket is one fused matrix product per chunk and
+    the row constant ``|x|^2`` is added after the minimum.
+    """
     c_sq = (centers * centers).sum(1)
     labels, dists = [], []
     step = chunk_rows(centers.shape[0], memory_bytes)
     for start in range(0, x.shape[0], step):
         chunk = x[start : start + step]
-        d = (chunk * chunk).sum(1, keepdim=True) - 2.0 * chunk @ centers.T + c_sq[None, :]
+        d = torch.addmm(c_sq, chunk, centers.T, beta=1.0, alpha=-2.0)
         value, index = d.min(dim=1)
         labels.append(index)
-        dists.append(value.clamp_min(0.0))
+        dists.append((value + (chunk * chunk).sum(1)).clamp_min(0.0))
     return torch.cat(labels), torch.cat(dists)
 
 
 def _kmeans_pp(x: Tensor, k: int, generator: torch.Generator, memory_bytes: int) -> Tensor:
+    """k-means++ seeding: each new center drawn with probability ∝ squared distance to the
+    nearest chosen one. k sequential passes over the data."""
     n = x.shape[0]
+    centers = torch.empty(k, x.shape[1], dtype=x.dtype, device=x.device)
     first = int(torch.randint(n, (1,), generator=generator))
-    centers = x[first : first + 1]
-    _, closest = _assign(x, centers, memory_bytes)
-    for _ in range(1, k):
+    centers[0] = x[first]
+    _, closest = _assign(x, centers[:1], memory_bytes)
+    for i in range(1, k):
         total = closest.sum()
-        if total <= 0:  # every point sits on a center: pick uniformly among the rest
-            probs = torch.ones(n, dtype=torch.float64)
-        else:
-            probs = (closest / total).double().cpu()
+        probs = (
+            (closest / total).double().cpu() if total > 0 else torch.ones(n, dtype=torch.float64)
+        )
         pick = int(torch.multinomial(probs, 1, generator=generator))
-        centers = torch.cat([centers, x[pick : pick + 1]])
-        _, d_new = _assign(x, x[pick : pick + 1], memory_bytes)
+        centers[i] = x[pick]
+        _, d_new = _assign(x, centers[i : i + 1], memory_bytes)
         closest = torch.minimum(closest, d_new)
     return centers
+
+
+def _random_init(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """k distinct data points drawn uniformly (the faiss seeding)."""
+    return x[torch.randperm(x.shape[0], generator=generator)[:k].to(x.device)].clone()
 
 
 def kmeans(
@@ -65,12 +78,22 @@ def kmeans(
     k: int,
     seed: int = 0,
     n_init: int = 1,
-    max_iter: int = 100,
-    tol: float = 1e-6,
+    max_iter: int = 25,
+    tol: float = 1e-3,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     backend: str = "torch",
+    init: str = "auto",
 ) -> Tensor:
-    """Cluster ``x (N, D)`` into ``k`` groups; returns assignments ``(N,)`` int64 (CPU)."""
+    """Cluster ``x (N, D)`` into ``k`` groups; returns assignments ``(N,)`` int64 (CPU).
+
+    ``init``: ``"k-means++"``, ``"random"`` (k distinct points, as faiss) or ``"auto"``:
+    k-means++ up to :data:`KMEANS_PP_MAX_K` clusters, random beyond, where k-means++'s k
+    sequential passes over the data would cost more than the Lloyd iterations. At most
+    ``max_iter`` Lloyd iterations (25, as faiss), stopping early when the inertia improves by less
+    than ``tol`` relatively.
+    """
+    if init not in ("auto", "k-means++", "random"):
+        raise ValueError(f"init: expected 'auto', 'k-means++' or 'random', got {init!r}")
     if not 1 <= k <= x.shape[0]:
         raise ValueError(f"k: expected 1 <= k <= N={x.shape[0]}, got {k}")
     x = x.detach().to(torch.float32)
@@ -81,7 +104,10 @@ def kmeans(
     generator = torch.Generator().manual_seed(seed)
     best_labels, best_inertia = None, float("inf")
     for _ in range(n_init):
-        centers = _kmeans_pp(x, k, generator, memory_bytes)
+        if init == "k-means++" or (init == "auto" and k <= KMEANS_PP_MAX_K):
+            centers = _kmeans_pp(x, k, generator, memory_bytes)
+        else:
+            centers = _random_init(x, k, generator)
         previous = float("inf")
         for _ in range(max_iter):
             labels, dists = _assign(x, centers, memory_bytes)

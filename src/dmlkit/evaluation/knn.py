@@ -41,17 +41,23 @@ def _scores(q: Tensor, r: Tensor, r_sq: Tensor | None) -> Tensor:
 
 
 def _stable_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Top-k per row, best first, ties broken by lower column index (exact, deterministic)."""
-    values, _ = torch.topk(s, k, dim=1)
-    threshold = values[:, -1:]
-    above = (s > threshold).sum(1)
-    at = (s == threshold).sum(1)
-    if bool((above + at == k).all()):
-        cand = s >= threshold
-        idx = torch.nonzero(cand)[:, 1].view(s.shape[0], k)  # ascending index per row
-    else:  # many ties at the cut: order the whole row (rare: duplicated embeddings)
-        idx = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :k]
-        idx = torch.sort(idx, dim=1).values
+    """Top-k per row, best first, ties broken by lower column index (exact, deterministic).
+
+    One ``topk`` of k + 1 finds the rows where a tie crosses the cut; only those rows are sorted
+    in full. Within the top k, equal scores are ordered by index.
+    """
+    extra = min(k + 1, s.shape[1])
+    vals, idx = torch.topk(s, extra, dim=1)
+    crossing = (
+        vals[:, k - 1] == vals[:, k]
+        if extra > k
+        else torch.zeros_like(vals[:, 0], dtype=torch.bool)
+    )
+    idx = idx[:, :k]
+    if bool(crossing.any()):  # rare: duplicated embeddings at the cut
+        rows = torch.nonzero(crossing).squeeze(1)
+        idx[rows] = torch.sort(s[rows], dim=1, descending=True, stable=True).indices[:, :k]
+    idx = torch.sort(idx, dim=1).values
     vals = torch.gather(s, 1, idx)
     order = torch.sort(vals, dim=1, descending=True, stable=True).indices
     return torch.gather(idx, 1, order), torch.gather(vals, 1, order)

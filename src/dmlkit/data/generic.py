@@ -1,0 +1,129 @@
+"""Your own images: a class-per-directory folder (``"folder"``) or a CSV listing (``"csv"``).
+
+Without a predefined split, classes are split class-disjointly: a seeded ``test_fraction`` of the
+classes (default half) is the test split, the rest train (``val_classes`` then holds out training
+classes for ``"val"``). Class keys are the directory names or CSV labels as strings; labels are
+numbered in their sorted order.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from dmlkit.data.base import FileDataset, Transform
+from dmlkit.data.build import file_split
+from dmlkit.data.layout import resolve_root
+from dmlkit.data.registry import DATASETS
+from dmlkit.data.splits import QUERY_GALLERY, SPLITS, class_disjoint_parts
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+PARTS = (*SPLITS, *QUERY_GALLERY)
+
+FOLDER_LAYOUT = f"""expected layout (one directory per class, images at any depth below it):
+  <root>/<class name>/<image>            split class-disjointly with test_fraction and seed
+or predefined parts:
+  <root>/train/<class name>/<image>, <root>/test/<class name>/<image> [, <root>/val/...]
+image suffixes: {" ".join(IMAGE_SUFFIXES)}"""
+
+CSV_LAYOUT = """expected: root = a CSV file with a header row naming the columns
+  path,label[,split]
+path relative to the CSV's directory (or absolute), label any class name, split one of
+train/val/test/query/gallery (without a split column classes are split with test_fraction)."""
+
+
+def class_images(directory: Path) -> list[tuple[str, Path]]:
+    """``(class name, image path)`` for every image below each class subdirectory, sorted."""
+    found = []
+    for class_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
+        for path in sorted(class_dir.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                found.append((class_dir.name, path))
+    return found
+
+
+@DATASETS.register("folder")
+def folder(
+    split: str,
+    root: str | Path | None = None,
+    transform: Transform | None = None,
+    val_classes: float | int = 0,
+    seed: int = 0,
+    on_corrupt: str = "error",
+    test_fraction: float = 0.5,
+) -> FileDataset:
+    """Images in class subdirectories of ``root`` (layout in ``FOLDER_LAYOUT``)."""
+    base = resolve_root(root, "folder", FOLDER_LAYOUT)
+    predefined = (base / "train").is_dir() and (base / "test").is_dir()
+    present = [p for p in SPLITS if (base / p).is_dir()] if predefined else [""]
+    entries = [(part, *item) for part in present for item in class_images(base / part)]
+    if not entries:
+        raise FileNotFoundError(
+            f"folder: no images in class subdirectories of {base}.\n{FOLDER_LAYOUT}"
+        )
+    classes = np.array([e[1] for e in entries])
+    paths = [e[2] for e in entries]
+    parts = (
+        np.array([e[0] for e in entries])
+        if predefined
+        else class_disjoint_parts(classes, test_fraction, seed)
+    )
+    return file_split(
+        "folder",
+        paths,
+        classes,
+        parts,
+        split,
+        SPLITS,
+        transform,
+        None,
+        val_classes,
+        seed,
+        on_corrupt,
+    )
+
+
+@DATASETS.register("csv")
+def csv_listing(
+    split: str,
+    root: str | Path | None = None,
+    transform: Transform | None = None,
+    val_classes: float | int = 0,
+    seed: int = 0,
+    on_corrupt: str = "error",
+    test_fraction: float = 0.5,
+) -> FileDataset:
+    """Images listed in the CSV file ``root`` (format in ``CSV_LAYOUT``)."""
+    if root is None or not Path(root).expanduser().is_file():
+        raise FileNotFoundError(
+            f"csv: expected root = an existing CSV file, got {root!r}.\n{CSV_LAYOUT}"
+        )
+    listing = Path(root).expanduser()
+    with open(listing, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        if "path" not in columns or "label" not in columns:
+            raise ValueError(
+                f"csv: {listing}: expected columns path,label[,split], got {columns}.\n{CSV_LAYOUT}"
+            )
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"csv: {listing} lists no images")
+    has_split = "split" in columns
+    for number, row in enumerate(rows, start=2):
+        if not row["path"] or not row["label"] or (has_split and row["split"] not in PARTS):
+            raise ValueError(
+                f"csv: {listing}:{number}: expected a path, a label"
+                f"{' and a split in ' + '/'.join(PARTS) if has_split else ''}, got {row}"
+            )
+    classes = np.array([row["label"] for row in rows])
+    paths = [listing.parent / Path(row["path"]).expanduser() for row in rows]
+    if has_split:
+        parts = np.array([row["split"] for row in rows])
+    else:
+        parts = class_disjoint_parts(classes, test_fraction, seed)
+    return file_split(
+        "csv", paths, classes, parts, split, PARTS, transform, None, val_classes, seed, on_corrupt
+    )
