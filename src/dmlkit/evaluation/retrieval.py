@@ -16,7 +16,7 @@ Every function returns per-query values ``(Q,)`` in float64; averaging is the ca
 >>> rel = torch.tensor([[True, False, True, False], [False, True, True, True]])
 >>> r = torch.tensor([2, 3])
 >>> recall_at_k(rel, 1).tolist(), map_at_r(rel, r).tolist()
-([1.0, 0.0], [0.5, 0.2222222222222222])
+([1.0, 0.0], [0.5, 0.38888888888888884])
 >>> r_precision(rel, r).tolist(), mrr(rel).tolist()
 ([0.5, 0.6666666666666666], [1.0, 0.5])
 """
@@ -33,13 +33,21 @@ def _check_k(relevant: Tensor, k: int) -> None:
 
 
 def recall_at_k(relevant: Tensor, k: int) -> Tensor:
-    """1 if any of the top ``k`` is relevant (the DML-paper Recall@K)."""
+    """``R@k_i = 1[Σ_{j<k} rel_ij > 0]``: a hit if any of the top ``k`` is relevant (DML papers).
+
+    >>> recall_at_k(torch.tensor([[False, True], [False, False]]), 2).tolist()
+    [1.0, 0.0]
+    """
     _check_k(relevant, k)
     return relevant[:, :k].any(1).double()
 
 
 def precision_at_k(relevant: Tensor, k: int) -> Tensor:
-    """Fraction of the top ``k`` that is relevant."""
+    """``P@k_i = (1/k) Σ_{j<k} rel_ij``.
+
+    >>> precision_at_k(torch.tensor([[True, False, True]]), 2).tolist()
+    [0.5]
+    """
     _check_k(relevant, k)
     return relevant[:, :k].double().mean(1)
 
@@ -50,7 +58,11 @@ def _within(relevant: Tensor, limit: Tensor) -> Tensor:
 
 
 def r_precision(relevant: Tensor, num_relevant: Tensor) -> Tensor:
-    """Precision over the first R_i retrieved."""
+    """``RP_i = (1/R_i) Σ_{j<R_i} rel_ij``: precision over the first R_i retrieved.
+
+    >>> r_precision(torch.tensor([[True, False, True]]), torch.tensor([2])).tolist()
+    [0.5]
+    """
     if relevant.shape[1] < int(num_relevant.max()):
         raise ValueError("relevant: expected at least max(R) retrieved columns for R-precision")
     return _within(relevant, num_relevant).sum(1).double() / num_relevant.double()
@@ -64,21 +76,33 @@ def _average_precision(relevant: Tensor, limit: Tensor, denominator: Tensor) -> 
 
 
 def map_at_r(relevant: Tensor, num_relevant: Tensor) -> Tensor:
-    """MAP@R: average precision over the first R_i retrieved, normalised by R_i."""
+    """``MAP@R_i = (1/R_i) Σ_{j<R_i} P_i(j) rel_ij`` (Musgrave et al. 2020).
+
+    >>> map_at_r(torch.tensor([[False, True, True]]), torch.tensor([2])).tolist()
+    [0.25]
+    """
     if relevant.shape[1] < int(num_relevant.max()):
         raise ValueError("relevant: expected at least max(R) retrieved columns for MAP@R")
     return _average_precision(relevant, num_relevant, num_relevant)
 
 
 def map_at_k(relevant: Tensor, num_relevant: Tensor, k: int) -> Tensor:
-    """MAP@k: average precision over the top k, normalised by min(R_i, k)."""
+    """``MAP@k_i = (1/min(R_i, k)) Σ_{j<k} P_i(j) rel_ij``.
+
+    >>> map_at_k(torch.tensor([[False, True, True]]), torch.tensor([2]), 3).tolist()
+    [0.5833333333333333]
+    """
     _check_k(relevant, k)
     limit = torch.full_like(num_relevant, k)
     return _average_precision(relevant, limit, torch.minimum(num_relevant, limit))
 
 
 def mrr(relevant: Tensor) -> Tensor:
-    """Reciprocal rank of the first relevant retrieved reference (0 when none is retrieved)."""
+    """``1 / rank`` of the first relevant retrieved reference (0 when none is retrieved).
+
+    >>> mrr(torch.tensor([[False, False, True], [False, False, False]])).tolist()
+    [0.3333333333333333, 0.0]
+    """
     first = torch.argmax(relevant.int(), dim=1)
     found = relevant.any(1)
     return torch.where(
