@@ -20,13 +20,12 @@ from torch import Tensor, nn
 
 from dmlkit.core.checks import check_positive
 from dmlkit.core.relations import RelationFn
-from dmlkit.core.similarity import Similarity
-from dmlkit.losses.inputs import similarity_and_masks
+from dmlkit.losses.base import BatchLoss
 from dmlkit.losses.registry import LOSSES
 from dmlkit.losses.triplet_sampling import cosine_to_distance, distance_weighted_triplets
 
 
-class MarginLoss(nn.Module):
+class MarginLoss(BatchLoss):
     """Margin loss with per-class (``num_classes``) or global learnable boundary β."""
 
     def __init__(
@@ -42,7 +41,7 @@ class MarginLoss(nn.Module):
         upper_cutoff: float | None = 1.4,
         relation_fn: RelationFn | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__("cosine", relation_fn)
         if triplets not in ("distance_weighted", "all"):
             raise ValueError(f"triplets: expected 'distance_weighted' or 'all', got {triplets!r}")
         if num_classes is not None and num_classes < 1:
@@ -54,8 +53,6 @@ class MarginLoss(nn.Module):
         self.generator = generator
         self.lower_cutoff = lower_cutoff
         self.upper_cutoff = upper_cutoff
-        self.relation_fn = relation_fn
-        self.similarity = Similarity("cosine")
         beta = torch.full((num_classes or 1,), float(beta_init), dtype=torch.float32)
         self.beta = nn.Parameter(beta, requires_grad=learn_beta)
 
@@ -83,9 +80,7 @@ class MarginLoss(nn.Module):
         ref_labels: Tensor | None = None,
         self_index: Tensor | None = None,
     ) -> Tensor:
-        sim, pos, neg = similarity_and_masks(
-            self.similarity, self.relation_fn, emb, labels, ref_emb, ref_labels, self_index
-        )
+        sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
         beta = self._anchor_beta(labels.to(emb.device))[:, None].to(sim.dtype)  # (B, 1)
         dist = cosine_to_distance(sim)
         pos_loss = F.relu(dist - beta + self.margin)

@@ -13,25 +13,25 @@ Memory: O(B R) (a handful of (B, R) temporaries); time O(B R D) for the similari
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from dmlkit.core.relations import RelationFn
 from dmlkit.core.similarity import Similarity
 from dmlkit.losses.aggregators import PairAggregator
-from dmlkit.losses.inputs import similarity_and_masks
+from dmlkit.losses.base import BatchLoss
 from dmlkit.losses.miners import AllPairsMiner, PairMiner
 from dmlkit.losses.terms import PairTerm
 
 
-class PairLoss(nn.Module):
+class PairLoss(BatchLoss):
     """A pair loss composed of a ``term``, an ``aggregator``, an optional ``miner`` and a
     ``similarity`` (name or :class:`~dmlkit.core.similarity.Similarity`).
 
     ``forward(emb (B, D), labels (B,) | (B, C), ref_emb (R, D) = None, ref_labels = None,
-    self_index (B,) = None) -> 0-dim loss``. Without ``ref_emb`` (or with ``ref_emb is emb``) the batch
-    is its own reference and self-pairs are excluded; ``self_index[i] = j`` marks reference column
-    ``j`` as row ``i``'s own copy (``-1``: none), as a memory bank needs. ``relation_fn`` overrides
-    the label relation (see :func:`dmlkit.core.relation_masks`).
+    self_index (B,) = None) -> 0-dim loss``. Without ``ref_emb`` (or with ``ref_emb is emb``) the
+    batch is its own reference and self-pairs are excluded; ``self_index[i] = j`` marks reference
+    column ``j`` as row ``i``'s own copy (``-1``: none), as a memory bank needs. ``relation_fn``
+    overrides the label relation (see :func:`dmlkit.core.relation_masks`).
     """
 
     def __init__(
@@ -42,27 +42,10 @@ class PairLoss(nn.Module):
         similarity: str | Similarity = "cosine",
         relation_fn: RelationFn | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(similarity, relation_fn)
         self.term = term
         self.aggregator = aggregator
         self.miner = miner if miner is not None else AllPairsMiner()
-        self.similarity = (
-            similarity if isinstance(similarity, Similarity) else Similarity(similarity)
-        )
-        self.relation_fn = relation_fn
-
-    def pairs(
-        self,
-        emb: Tensor,
-        labels: Tensor,
-        ref_emb: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        self_index: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Validate inputs; return ``S (B, R)`` and the label masks ``pos, neg (B, R)``."""
-        return similarity_and_masks(
-            self.similarity, self.relation_fn, emb, labels, ref_emb, ref_labels, self_index
-        )
 
     def from_similarity(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         """The loss from a precomputed similarity ``S (B, R)`` and label masks."""
@@ -77,17 +60,6 @@ class PairLoss(nn.Module):
         if sim.requires_grad and not loss.requires_grad:
             loss = loss + 0.0 * sim.sum()
         return loss
-
-    def forward(
-        self,
-        emb: Tensor,
-        labels: Tensor,
-        ref_emb: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        self_index: Tensor | None = None,
-    ) -> Tensor:
-        sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
-        return self.from_similarity(sim, pos, neg)
 
 
 def pair_weights(

@@ -24,12 +24,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from dmlkit.core.checks import check_positive
 from dmlkit.core.relations import RelationFn
 from dmlkit.core.similarity import Similarity
-from dmlkit.losses.inputs import similarity_and_masks
+from dmlkit.losses.base import BatchLoss
 from dmlkit.losses.registry import LOSSES
 
 TripletMining = Literal["all", "semihard", "hard"]
@@ -37,7 +37,7 @@ TRIPLET_MININGS: tuple[str, ...] = ("all", "semihard", "hard")
 TRIPLET_REDUCTIONS: tuple[str, ...] = ("mean_active", "mean", "sum")
 
 
-class _TripletBase(nn.Module):
+class _TripletBase(BatchLoss):
     def __init__(
         self,
         margin: float,
@@ -45,31 +45,11 @@ class _TripletBase(nn.Module):
         reduction: str,
         relation_fn: RelationFn | None,
     ) -> None:
-        super().__init__()
+        super().__init__(similarity, relation_fn)
         if reduction not in TRIPLET_REDUCTIONS:
             raise ValueError(f"reduction: expected one of {TRIPLET_REDUCTIONS}, got {reduction!r}")
         self.margin = check_positive(margin, "margin", allow_zero=True)
-        self.similarity = (
-            similarity if isinstance(similarity, Similarity) else Similarity(similarity)
-        )
         self.reduction = reduction
-        self.relation_fn = relation_fn
-
-    def forward(
-        self,
-        emb: Tensor,
-        labels: Tensor,
-        ref_emb: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        self_index: Tensor | None = None,
-    ) -> Tensor:
-        sim, pos, neg = similarity_and_masks(
-            self.similarity, self.relation_fn, emb, labels, ref_emb, ref_labels, self_index
-        )
-        return self.from_similarity(sim, pos, neg)
-
-    def from_similarity(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-        raise NotImplementedError  # pragma: no cover - interface
 
     def _reduce(self, total: Tensor, active: Tensor, all_triplets: Tensor) -> Tensor:
         if self.reduction == "sum":

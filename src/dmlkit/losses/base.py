@@ -1,0 +1,52 @@
+"""``BatchLoss``: the shared front end of every loss computed on a batch (and optional references).
+
+Subclasses set ``self.similarity`` and ``self.relation_fn`` and implement
+``from_similarity(S (B, R), pos (B, R), neg (B, R)) -> loss``; :meth:`BatchLoss.pairs` validates the
+inputs and builds ``S`` and the label masks (see :func:`dmlkit.losses.inputs.similarity_and_masks`).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from dmlkit.core.relations import RelationFn
+from dmlkit.core.similarity import Similarity
+from dmlkit.losses.inputs import similarity_and_masks
+
+
+class BatchLoss(nn.Module):
+    """``forward(emb (B, D), labels, ref_emb (R, D) = None, ref_labels = None, self_index = None)``."""
+
+    def __init__(self, similarity: str | Similarity, relation_fn: RelationFn | None) -> None:
+        super().__init__()
+        self.similarity = (
+            similarity if isinstance(similarity, Similarity) else Similarity(similarity)
+        )
+        self.relation_fn = relation_fn
+
+    def pairs(
+        self,
+        emb: Tensor,
+        labels: Tensor,
+        ref_emb: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        self_index: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Validate inputs; return ``S (B, R)`` and the label masks ``pos, neg (B, R)``."""
+        return similarity_and_masks(
+            self.similarity, self.relation_fn, emb, labels, ref_emb, ref_labels, self_index
+        )
+
+    def from_similarity(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def forward(
+        self,
+        emb: Tensor,
+        labels: Tensor,
+        ref_emb: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        self_index: Tensor | None = None,
+    ) -> Tensor:
+        sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
+        return self.from_similarity(sim, pos, neg)
