@@ -1,0 +1,58 @@
+"""Preflight check of a dataset before training: every problem found, reported in one error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dmlkit.data.base import DMLDataset, FileDataset
+from dmlkit.sampling.batch import classes_below
+
+SHOWN = 20
+
+
+def _listing(title: str, entries: list[str]) -> str:
+    more = f"\n    ... and {len(entries) - SHOWN} more" if len(entries) > SHOWN else ""
+    return f"{title}:\n    " + "\n    ".join(entries[:SHOWN]) + more
+
+
+def check_dataset(dataset: DMLDataset, m: int | None = None, decode_images: bool = True) -> None:
+    """Raise one ``ValueError`` listing all problems of ``dataset``, or return ``None``.
+
+    Looks for: an empty dataset; missing image files; images that do not decode (every image is
+    read when ``decode_images``, O(N) decodes; otherwise only the existence of the files of a
+    :class:`FileDataset` is checked); with ``m``, classes with fewer than ``m`` items, which an
+    m-per-class sampler without replacement refuses.
+    """
+    problems = []
+    if len(dataset) == 0:
+        problems.append("the dataset has no items")
+    missing: list[str] = []
+    unreadable: list[str] = []
+    if decode_images:
+        for i in range(len(dataset)):
+            try:
+                dataset.image(i)
+            except FileNotFoundError as err:
+                missing.append(f"item {i}: {err}")
+            except ValueError as err:
+                unreadable.append(f"item {i}: {err}")
+    elif isinstance(dataset, FileDataset):
+        missing = [f"item {i}: {p}" for i, p in enumerate(dataset.paths) if not Path(p).is_file()]
+    if missing:
+        problems.append(_listing(f"{len(missing)} missing image file(s)", missing))
+    if unreadable:
+        problems.append(_listing(f"{len(unreadable)} unreadable image(s)", unreadable))
+    if m is not None and len(dataset):
+        small = [f"{dataset.class_names[c]!r} ({n})" for c, n in classes_below(dataset.labels, m)]
+        if small:
+            problems.append(
+                _listing(
+                    f"{len(small)} class(es) with fewer than m={m} images (use sampler replacement "
+                    "or a smaller m)",
+                    small,
+                )
+            )
+    if problems:
+        raise ValueError(
+            f"dataset check found {len(problems)} problem(s):\n- " + "\n- ".join(problems)
+        )
