@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian font packages that the "glyphs" dataset renders CJK ideographs from.
+# Install the Debian font packages that the "glyphs" dataset renders CJK ideographs from: each adds
+# at least one distinct face (renamed copies such as fonts-takao or fonts-konatu add none).
 # Idempotent and quiet: already-installed packages are skipped, packages this release does not
 # have are reported and skipped. Needs root (or sudo) and apt-get.
 set -euo pipefail
@@ -8,9 +9,9 @@ PACKAGES=(
   fonts-arphic-bkai00mp fonts-arphic-bsmi00lp fonts-arphic-gbsn00lp fonts-arphic-gkai00mp
   fonts-arphic-ukai fonts-arphic-uming
   fonts-hanazono fonts-horai-umefont fonts-ipaexfont-gothic fonts-ipaexfont-mincho
-  fonts-ipafont-gothic fonts-ipafont-mincho fonts-ipamj-mincho fonts-komatuna fonts-konatu
+  fonts-ipafont-gothic fonts-ipafont-mincho fonts-ipamj-mincho fonts-komatuna
   fonts-kouzan-mouhitsu fonts-misaki fonts-motoya-l-cedar fonts-motoya-l-maruberi fonts-mplus
-  fonts-noto-cjk fonts-noto-cjk-extra fonts-seto fonts-takao-gothic fonts-takao-mincho
+  fonts-noto-cjk fonts-noto-cjk-extra fonts-seto
   fonts-unfonts-core fonts-unfonts-extra fonts-vlgothic fonts-wqy-microhei fonts-wqy-zenhei
 )
 

@@ -140,13 +140,13 @@ def select_split(
     ``parts (N,)`` str and ``item_classes (N,)`` the class key of each item.
     """
     has_val_part = bool((parts == "val").any())
-    train_keys = np.unique(item_classes[parts == "train"])
-    n_val = held_out_count(len(train_keys), val_classes, "val_classes") if len(train_keys) else 0
-    if n_val and has_val_part:
+    if has_val_part and val_classes:
         raise ValueError(
             "val_classes: this dataset already defines its 'val' items; expected val_classes=0, "
             f"got {val_classes}"
         )
+    train_keys = np.unique(item_classes[parts == "train"])
+    n_val = held_out_count(len(train_keys), val_classes, "val_classes") if len(train_keys) else 0
     val_keys = seeded_subset(train_keys, n_val, seed, _STREAM_VAL_CLASSES)
     in_val = np.isin(item_classes, val_keys)
     if split == "train":

@@ -40,12 +40,12 @@ def as_label_array(labels: object, name: str = "labels") -> np.ndarray:
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
     arr = np.asarray(labels)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name}: expected integer class ids, got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(
             f"{name}: expected a non-empty 1-D array of class ids, got shape {arr.shape}"
         )
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name}: expected integer class ids, got dtype {arr.dtype}")
     return arr.astype(np.int64)
 
 
