@@ -4,6 +4,7 @@ Every loss is an ``nn.Module`` with ``forward(emb, labels, ref_emb=None, ref_lab
 returning a 0-dim tensor connected to the graph. Build any of them by name with :func:`create`.
 """
 
+from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
 from dmlkit.losses import triplet as _triplet  # noqa: F401  (registers the triplet losses)
