@@ -1,26 +1,46 @@
-"""Triplet losses computed exactly without a B x B x B tensor.
+"""Triplet losses computed exactly without a B x B x R tensor.
 
-For anchor a, positive p and negative n the hinge is ``[s_an - s_ap + m]_+`` (with ``s = -d`` or
-``s = -d²`` this is the usual distance form). With the negatives of each anchor sorted once, the
-triplets of a positive pair (a, p) whose negative lies in a similarity band ``(lo, hi)`` are a
-contiguous run of the sorted row, so their count and the sum of their ``s_an`` come from prefix
-sums and two binary searches:
+For anchor a, positive p and negative n the hinge is ``[s_an - s_ap + m]_+``; with
+``similarity="neg_sq_euclidean"`` (``s = -d²``) this is FaceNet's ``[d²_ap - d²_an + m]_+``, with
+``"neg_euclidean"`` the plain-distance form. On unit vectors the squared-L2 loss with margin ``m``
+equals twice the cosine loss with margin ``m / 2``.
 
-    Σ_{n ∈ band} [s_an - s_ap + m]  =  Σ_{n ∈ band} s_an  -  |band| (s_ap - m)
+How the all-triplet sum is exact in O(B R) memory. Per anchor the negatives' similarities are
+sorted once (ascending). The negatives of a positive pair (a, p) that give a non-zero hinge,
+``s_an > s_ap - m``, are then a contiguous run ``[lo, hi)`` of the sorted row, found by binary
+search, and on that run the hinge is linear:
 
-(every negative in the band has ``s_an > s_ap - m``, so the hinge is linear there). Time
-O(B R log R), memory O(B R); the gradient is exact (autograd through the sort and the prefix sums):
-``dL/ds_ap = -|band(a,p)|`` and ``dL/ds_an = #{p : n ∈ band(a,p)}`` before normalisation.
+    Σ_{n ∈ run} [s_an - s_ap + m]_+  =  (C[hi] - C[lo])  -  (hi - lo) (s_ap - m)
 
-Mining follows pytorch-metric-learning's TripletMarginMiner (with the loss margin):
-``all`` = every triplet with positive loss (band ``(s_ap - m, +inf)``), ``semihard`` = band
-``(s_ap - m, s_ap)``, ``hard`` = band ``[s_ap, +inf)``. Reductions: ``mean_active`` (mean over
-triplets with loss > 0, PML's AvgNonZeroReducer), ``mean`` (over all triplets of the batch), ``sum``.
+with ``C`` the row's prefix sums. The prefix sums are taken over ``s_an - c_a`` (``c_a`` the mean of
+anchor a's negatives, a constant) so that float32 cancellation stays at the size of one term. The
+gradient is exact and comes from autograd through the gathers and the prefix sums:
+``dL/ds_ap = -|run(a, p)|`` and ``dL/ds_an = #{p : n ∈ run(a, p)}``, both divided by the normaliser.
+
+Mining (``mining=``), with the negatives of a positive pair that are *selected*:
+
+- ``all``: every triplet (the loss is the mean over triplets with a non-zero hinge);
+- ``semihard``: ``s_ap - m <= s_an < s_ap``, every semi-hard triplet (pytorch-metric-learning's
+  ``TripletMarginMiner(type_of_triplets="semihard")``: farther than the positive, inside the margin);
+- ``hard``: ``s_an >= s_ap`` (its ``type_of_triplets="hard"``: the negative is at least as close as
+  the positive);
+- ``semihard_nearest``: ONE negative per positive pair, FaceNet / TensorFlow's
+  ``triplet_semihard_loss``: the most similar negative with ``s_an < s_ap``; when no negative is
+  farther than the positive, the least similar negative of the anchor.
+
+Reductions (``reduction=``): ``mean_active`` divides the summed hinges by the number of selected
+triplets with a non-zero hinge (pytorch-metric-learning's ``AvgNonZeroReducer``, its default);
+``mean`` by the number of selected triplets (``all``: every triplet of the batch,
+``semihard_nearest``: every positive pair with a negative, as TensorFlow does); ``sum`` returns the
+sum. With nothing to divide by, the loss is 0, connected to the graph.
+
+Shapes: ``S (B, R)`` from ``emb (B, D)`` and ``ref_emb (R, D)``. Time O(B R log R + B R D);
+memory O(B R) (the sorted row, its order and its prefix sums), never O(B R²).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +51,34 @@ from dmlkit.core.relations import RelationFn
 from dmlkit.core.similarity import Similarity
 from dmlkit.losses.base import BatchLoss
 from dmlkit.losses.registry import LOSSES
+from dmlkit.losses.triplet_sampling import PositivePairs, positive_pairs
 
-TripletMining = Literal["all", "semihard", "hard"]
-TRIPLET_MININGS: tuple[str, ...] = ("all", "semihard", "hard")
+TripletMining = Literal["all", "semihard", "hard", "semihard_nearest"]
+TRIPLET_MININGS: tuple[str, ...] = ("all", "semihard", "hard", "semihard_nearest")
+TripletReduction = Literal["mean_active", "mean", "sum"]
 TRIPLET_REDUCTIONS: tuple[str, ...] = ("mean_active", "mean", "sum")
+
+
+class _SortedNegatives(NamedTuple):
+    """Each row's negatives sorted ascending (non-negatives first, as -inf) and where they start."""
+
+    keys: Tensor  # (B, R) detached, ascending
+    order: Tensor  # (B, R) column of each sorted entry
+    first: Tensor  # (B,) index of the first negative in ``keys`` (R when there is none)
+
+
+def _sorted_negatives(sim: Tensor, neg: Tensor) -> _SortedNegatives:
+    keys, order = torch.sort(sim.detach().masked_fill(~neg, float("-inf")), dim=1)
+    first = sim.shape[1] - neg.sum(dim=1)
+    return _SortedNegatives(keys, order, first)
+
+
+def _search(keys: Tensor, pairs: PositivePairs, queries: Tensor, right: bool) -> Tensor:
+    """``searchsorted`` of one query per positive pair in its anchor's sorted row -> ``(P,)``."""
+    padded = queries.new_zeros((keys.shape[0], pairs.width))
+    padded[pairs.rows, pairs.slots] = queries
+    found = torch.searchsorted(keys, padded, right=right)
+    return found[pairs.rows, pairs.slots]
 
 
 class _TripletBase(BatchLoss):
@@ -51,17 +95,19 @@ class _TripletBase(BatchLoss):
         self.margin = check_positive(margin, "margin", allow_zero=True)
         self.reduction = reduction
 
-    def _reduce(self, total: Tensor, active: Tensor, all_triplets: Tensor) -> Tensor:
+    def _reduce(self, total: Tensor, active: Tensor, selected: Tensor) -> Tensor:
+        """``total`` divided as the reduction says (``active``/``selected`` are counts)."""
         if self.reduction == "sum":
             return total
-        count = active if self.reduction == "mean_active" else all_triplets
+        count = active if self.reduction == "mean_active" else selected
         return total / count.clamp_min(1).to(total.dtype)
 
 
 class TripletLoss(_TripletBase):
     """Triplet margin loss over all (or mined) triplets of the batch, exactly, in O(B R) memory.
 
-    ``forward(emb (B, D), labels, ref_emb (R, D) = None, ref_labels = None, self_index = None)``.
+    ``forward(emb (B, D), labels, ref_emb (R, D) = None, ref_labels = None, self_index = None)``;
+    see the module docstring for the mining rules and reductions.
     """
 
     def __init__(
@@ -78,39 +124,77 @@ class TripletLoss(_TripletBase):
         self.mining = mining
 
     def from_similarity(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """The loss from ``S (B, R)`` and the label masks ``pos, neg (B, R)``."""
+        pos = pos & neg.any(dim=1, keepdim=True)  # anchors without a negative have no triplet
+        pairs = positive_pairs(pos)
+        if pairs.rows.numel() == 0:
+            return 0.0 * sim.sum()
+        negs = _sorted_negatives(sim, neg)
+        s_ap = sim[pairs.rows, pairs.cols]
+        if self.mining == "semihard_nearest":
+            return self._nearest_semihard(sim, negs, pairs, s_ap)
+        return self._band_sum(sim, neg, negs, pairs, s_ap)
+
+    def _band_sum(
+        self, sim: Tensor, neg: Tensor, negs: _SortedNegatives, pairs: PositivePairs, s_ap: Tensor
+    ) -> Tensor:
         num_ref = sim.shape[1]
-        neg_sorted, order = torch.sort(sim.detach().masked_fill(~neg, float("-inf")), dim=1)
-        values = torch.gather(sim, 1, order)  # differentiable copy of the sorted similarities
-        values = torch.where(torch.isinf(neg_sorted), torch.zeros_like(values), values)
-        csum = F.pad(torch.cumsum(values, dim=1), (1, 0))  # (B, R + 1), csum[:, k] = Σ first k
-        s_ap = sim.detach()
-        lower = s_ap - self.margin
+        num_neg = (num_ref - negs.first).to(sim.dtype)
+        center = (torch.where(neg, sim.detach(), 0.0).sum(dim=1) / num_neg.clamp_min(1.0))[:, None]
+        values = torch.gather((sim - center).masked_fill(~neg, 0.0), 1, negs.order)
+        prefix = F.pad(torch.cumsum(values, dim=1), (1, 0))  # (B, R + 1), prefix[:, k] = Σ first k
+        lower = s_ap.detach() - self.margin
+        rows = pairs.rows
+        # active run [lo, hi): the selected negatives with a non-zero hinge (s_an > s_ap - m)
+        lo = _search(negs.keys, pairs, lower, right=True)
         if self.mining == "hard":
-            lo_idx = torch.searchsorted(neg_sorted, s_ap.contiguous(), right=False)
-        else:
-            lo_idx = torch.searchsorted(neg_sorted, lower.contiguous(), right=True)
-        if self.mining == "semihard":
-            hi_idx = torch.searchsorted(neg_sorted, s_ap.contiguous(), right=False)
-        else:
-            hi_idx = torch.full_like(lo_idx, num_ref)
-        hi_idx = torch.maximum(hi_idx, lo_idx)
-        count = (hi_idx - lo_idx).to(sim.dtype)
-        band_sum = torch.gather(csum, 1, hi_idx) - torch.gather(csum, 1, lo_idx)
-        per_pair = band_sum - count * (sim - self.margin)
-        keep = pos & (count > 0)
-        total = torch.where(keep, per_pair, torch.zeros_like(per_pair)).sum()
-        active = torch.where(keep, count, torch.zeros_like(count)).sum()
-        all_triplets = (pos.sum(1) * neg.sum(1)).sum()
-        return self._reduce(total, active, all_triplets)
+            lo = torch.maximum(lo, _search(negs.keys, pairs, s_ap.detach(), right=False))
+        hi = (
+            _search(negs.keys, pairs, s_ap.detach(), right=False)
+            if self.mining == "semihard"
+            else torch.full_like(lo, num_ref)
+        )
+        hi = torch.maximum(hi, lo)
+        count = hi - lo
+        run_sum = prefix[rows, hi] - prefix[rows, lo]
+        total = (run_sum - count.to(sim.dtype) * (s_ap - self.margin - center[rows, 0])).sum()
+        return self._reduce(total, count.sum(), self._selected(negs, pairs, s_ap, lower))
+
+    def _selected(
+        self, negs: _SortedNegatives, pairs: PositivePairs, s_ap: Tensor, lower: Tensor
+    ) -> Tensor:
+        """Number of selected triplets (only needed by ``reduction="mean"``)."""
+        if self.reduction != "mean":
+            return torch.zeros((), dtype=torch.long, device=s_ap.device)
+        num_ref = negs.keys.shape[1]
+        if self.mining == "all":
+            return (num_ref - negs.first[pairs.rows]).sum()
+        at_positive = _search(negs.keys, pairs, s_ap.detach(), right=False)  # first s_an >= s_ap
+        if self.mining == "hard":
+            return (num_ref - at_positive).sum()
+        start = _search(negs.keys, pairs, lower, right=False)  # first s_an >= s_ap - m
+        return (at_positive - start).clamp_min(0).sum()
+
+    def _nearest_semihard(
+        self, sim: Tensor, negs: _SortedNegatives, pairs: PositivePairs, s_ap: Tensor
+    ) -> Tensor:
+        below = _search(negs.keys, pairs, s_ap.detach(), right=False) - 1  # last s_an < s_ap
+        chosen = torch.maximum(below, negs.first[pairs.rows])  # else the least similar negative
+        s_an = sim[pairs.rows, negs.order[pairs.rows, chosen]]
+        hinge = F.relu(s_an - s_ap + self.margin)
+        selected = torch.tensor(hinge.numel(), device=sim.device)
+        return self._reduce(hinge.sum(), (hinge > 0).sum(), selected)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, mining={self.mining!r}, reduction={self.reduction!r}"
 
 
 class BatchHardTripletLoss(_TripletBase):
-    """Batch-hard triplets (Hermans et al. 2017): per anchor the hardest positive (lowest s) and
-    hardest negative (highest s), loss ``[max_N s - min_P s + m]_+``; anchors need both.
-    Reductions as :class:`TripletLoss` (``mean`` = over anchors with a triplet).
+    """Batch-hard triplets (Hermans et al. 2017): per anchor the hardest positive (lowest ``s``)
+    and the hardest negative (highest ``s``), loss ``[max_N s - min_P s + m]_+``; anchors need
+    both. Reductions as :class:`TripletLoss`: ``mean_active`` over anchors with a non-zero loss
+    (pytorch-metric-learning's ``BatchHardMiner`` + ``TripletMarginLoss``), ``mean`` over anchors
+    with a triplet, ``sum``. Ties share the gradient equally. Memory O(B R).
     """
 
     def __init__(
@@ -123,13 +207,13 @@ class BatchHardTripletLoss(_TripletBase):
         super().__init__(margin, similarity, reduction, relation_fn)
 
     def from_similarity(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-        valid = pos.any(1) & neg.any(1)
+        """The loss from ``S (B, R)`` and the label masks ``pos, neg (B, R)``."""
+        valid = pos.any(dim=1) & neg.any(dim=1)
         hardest_pos = sim.masked_fill(~pos, float("inf")).amin(dim=1)
         hardest_neg = sim.masked_fill(~neg, float("-inf")).amax(dim=1)
-        zero = torch.zeros_like(hardest_pos)
-        loss = F.relu(torch.where(valid, hardest_neg - hardest_pos + self.margin, zero))
-        total = loss.sum() + 0.0 * sim.sum()
-        return self._reduce(total, (loss > 0).sum(), valid.sum())
+        gap = torch.where(valid, hardest_neg - hardest_pos, torch.zeros_like(hardest_pos))
+        loss = torch.where(valid, F.relu(gap + self.margin), torch.zeros_like(gap))
+        return self._reduce(loss.sum(), (loss > 0).sum(), valid.sum())
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, reduction={self.reduction!r}"
@@ -143,8 +227,16 @@ def triplet(margin: float = 0.1, **kwargs: object) -> TripletLoss:
 
 @LOSSES.register("triplet_semihard")
 def triplet_semihard(margin: float = 0.1, **kwargs: object) -> TripletLoss:
-    """FaceNet semi-hard triplets: ``s_ap - m < s_an < s_ap``."""
+    """Every semi-hard triplet ``s_ap - m <= s_an < s_ap`` (pytorch-metric-learning's miner)."""
     return TripletLoss(margin, "semihard", **kwargs)  # type: ignore[arg-type]
+
+
+@LOSSES.register("triplet_semihard_nearest")
+def triplet_semihard_nearest(
+    margin: float = 0.1, reduction: str = "mean", **kwargs: object
+) -> TripletLoss:
+    """FaceNet / TensorFlow semi-hard: one negative per positive pair, mean over positive pairs."""
+    return TripletLoss(margin, "semihard_nearest", reduction=reduction, **kwargs)  # type: ignore[arg-type]
 
 
 @LOSSES.register("triplet_hard_negatives")
@@ -155,5 +247,8 @@ def triplet_hard_negatives(margin: float = 0.1, **kwargs: object) -> TripletLoss
 
 @LOSSES.register("triplet_batch_hard")
 def triplet_batch_hard(margin: float = 0.1, **kwargs: object) -> BatchHardTripletLoss:
-    """Batch-hard triplet loss (one triplet per anchor)."""
+    """Batch-hard triplet loss (one triplet per anchor); also registered as ``triplet_hard``."""
     return BatchHardTripletLoss(margin, **kwargs)  # type: ignore[arg-type]
+
+
+LOSSES.register("triplet_hard")(triplet_batch_hard)

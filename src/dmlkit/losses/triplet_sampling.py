@@ -1,13 +1,28 @@
-"""In-batch triplet sampling: all (anchor, positive) pairs, one negative each.
+"""In-batch triplet sampling: every (anchor, positive) pair gets one sampled negative.
 
-:func:`distance_weighted_triplets` draws the negative of every positive pair (a, p) from the
-anchor's negatives with probability ∝ 1/q(d) (Wu et al. 2017; see
-:mod:`dmlkit.core.distance_weighting`), through an explicit ``torch.Generator``. Distances are
-Euclidean between L2-normalised embeddings, ``d = sqrt(2 - 2 s)`` for cosine ``s``.
-Memory O(B R); anchors without a candidate negative yield no triplet.
+:class:`DistanceWeightedSampler` (Wu et al. 2017, "Sampling Matters") draws the negative of each
+positive pair (a, p) from anchor a's negatives with probability ∝ 1/q(d), the inverse density of
+distances between uniform points on the unit sphere (see :mod:`dmlkit.core.distance_weighting`):
+distances below ``lower_cutoff`` (0.5) count as 0.5, negatives at ``d >= upper_cutoff`` (1.4, or
+``None`` for no cut) are not drawn. Distances are Euclidean between L2-normalised embeddings,
+``d = sqrt(2 - 2 s)`` for cosine ``s``, and never carry a gradient.
+
+When the upper cutoff removes every negative of an anchor, its negatives are drawn uniformly, so
+its positive pairs still count (Wu et al.'s code falls back to a uniform draw too, over the whole
+batch; here it stays within the negatives). Anchors without any negative give no triplet.
+
+Draws use the inverse CDF of each anchor's row with uniforms from an explicit ``torch.Generator``
+(on the generator's device, then moved), so the same generator state gives the same triplets on
+any device. Shapes: ``sim, pos, neg (B, R)`` -> index tensors ``a, p, n (T,)`` with ``T`` the
+number of positive pairs of anchors that have a negative. Memory O(B R); time O(B R + T log R).
+
+This module lives in ``losses`` (not ``sampling``) because :class:`~dmlkit.losses.margin.MarginLoss`
+uses it by default and ``losses`` may not import ``sampling``.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -15,32 +30,115 @@ from torch import Tensor
 from dmlkit.core.distance_weighting import distance_weighted_probs
 
 
+class TripletSampler(Protocol):
+    """``sampler(sim (B, R), pos (B, R), neg (B, R), dim) -> (a, p, n)`` int64 index tensors."""
+
+    def __call__(
+        self, sim: Tensor, pos: Tensor, neg: Tensor, dim: int
+    ) -> tuple[Tensor, Tensor, Tensor]: ...
+
+
+class PositivePairs(NamedTuple):
+    """Positive pairs ``(rows, cols)`` in row-major order, each with its ``slot`` among its row's
+    positives, so per-pair values fit a padded ``(B, width)`` layout (``width`` = most positives
+    of any row)."""
+
+    rows: Tensor
+    cols: Tensor
+    slots: Tensor
+    width: int
+
+
+def positive_pairs(pos: Tensor) -> PositivePairs:
+    """Enumerate the ``True`` entries of ``pos (B, R)``; memory O(B R) for the scan."""
+    rows, cols = torch.nonzero(pos, as_tuple=True)
+    counts = pos.sum(dim=1)
+    starts = torch.cumsum(counts, dim=0) - counts
+    slots = torch.arange(rows.numel(), device=pos.device) - starts[rows]
+    width = int(counts.max()) if rows.numel() > 0 else 0
+    return PositivePairs(rows, cols, slots, width)
+
+
 def cosine_to_distance(sim: Tensor) -> Tensor:
     """``d = sqrt(max(2 - 2 s, 1e-12))``: Euclidean distance of unit vectors from their cosine."""
     return (2.0 - 2.0 * sim).clamp_min(1e-12).sqrt()
 
 
-def distance_weighted_triplets(
+def distance_weighted_probs_with_fallback(
     sim: Tensor,
-    pos: Tensor,
     neg: Tensor,
     dim: int,
-    generator: torch.Generator | None = None,
     lower_cutoff: float = 0.5,
     upper_cutoff: float | None = 1.4,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Return index tensors ``(a, p, n)``, one triplet per positive pair with a drawable negative.
-
-    ``sim (B, R)`` cosine similarities, ``pos``/``neg`` bool masks, ``dim`` the embedding dimension.
+) -> Tensor:
+    """Per-anchor negative probabilities ``(B, R)`` (float64): ∝ 1/q(d) over the negatives under
+    the upper cutoff, uniform over the negatives when the cutoff leaves none, 0 without negatives.
     """
-    with torch.no_grad():
-        dist = cosine_to_distance(sim.detach())
-        probs = distance_weighted_probs(dist, neg, dim, lower_cutoff, upper_cutoff)
-        has_neg = probs.sum(dim=1) > 0
-        a, p = torch.nonzero(pos & has_neg[:, None], as_tuple=True)
-        if a.numel() == 0:
-            empty = torch.zeros(0, dtype=torch.long, device=sim.device)
-            return empty, empty.clone(), empty.clone()
-        rows = probs[a].to("cpu", torch.float64)
-        n = torch.multinomial(rows, 1, replacement=True, generator=generator).squeeze(1)
-        return a, p, n.to(sim.device)
+    dist = cosine_to_distance(sim.detach().to(torch.float64))
+    probs = distance_weighted_probs(dist, neg, dim, lower_cutoff, upper_cutoff)
+    uniform = neg.to(probs.dtype) / neg.sum(dim=1, keepdim=True).clamp_min(1).to(probs.dtype)
+    cut_off_all = (probs.sum(dim=1) == 0) & neg.any(dim=1)
+    return torch.where(cut_off_all[:, None], uniform, probs)
+
+
+def sample_per_positive_pair(
+    probs: Tensor, pairs: PositivePairs, generator: torch.Generator | None = None
+) -> Tensor:
+    """Draw one column per positive pair from its anchor's row of ``probs (B, R)`` -> ``(T,)``.
+
+    Inverse CDF: ``width`` uniforms per anchor (from ``generator``), one binary search each in
+    the row's cumulative sum; a drawn column always has a positive probability.
+    """
+    rows = probs.shape[0]
+    cdf = torch.cumsum(probs.to(torch.float64), dim=1)
+    device = generator.device if generator is not None else probs.device
+    uniform = torch.rand(
+        (rows, pairs.width), generator=generator, dtype=torch.float64, device=device
+    )
+    targets = uniform.to(probs.device) * cdf[:, -1:]
+    drawn = torch.searchsorted(cdf, targets, right=True)
+    last = (probs > 0).cumsum(dim=1).argmax(dim=1, keepdim=True)  # last column with mass
+    return torch.minimum(drawn, last)[pairs.rows, pairs.slots]
+
+
+class DistanceWeightedSampler:
+    """Wu et al.'s distance-weighted negatives: one per positive pair (see the module docstring).
+
+    ``DistanceWeightedSampler(lower_cutoff=0.5, upper_cutoff=1.4, generator=None)(sim, pos, neg,
+    dim) -> (a, p, n)``; ``dim`` is the embedding dimension D of the analytic weights.
+    """
+
+    def __init__(
+        self,
+        lower_cutoff: float = 0.5,
+        upper_cutoff: float | None = 1.4,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if not 0.0 < lower_cutoff < 2.0:
+            raise ValueError(f"lower_cutoff: expected a distance in (0, 2), got {lower_cutoff}")
+        if upper_cutoff is not None and not lower_cutoff < upper_cutoff <= 2.0:
+            raise ValueError(
+                f"upper_cutoff: expected None or a distance in ({lower_cutoff}, 2], "
+                f"got {upper_cutoff}"
+            )
+        self.lower_cutoff = float(lower_cutoff)
+        self.upper_cutoff = None if upper_cutoff is None else float(upper_cutoff)
+        self.generator = generator
+
+    def __call__(
+        self, sim: Tensor, pos: Tensor, neg: Tensor, dim: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        with torch.no_grad():
+            probs = distance_weighted_probs_with_fallback(
+                sim, neg, dim, self.lower_cutoff, self.upper_cutoff
+            )
+            pairs = positive_pairs(pos & neg.any(dim=1, keepdim=True))
+            if pairs.rows.numel() == 0:
+                return pairs.rows, pairs.cols, pairs.cols.clone()
+            return pairs.rows, pairs.cols, sample_per_positive_pair(probs, pairs, self.generator)
+
+    def __repr__(self) -> str:
+        return (
+            f"DistanceWeightedSampler(lower_cutoff={self.lower_cutoff}, "
+            f"upper_cutoff={self.upper_cutoff})"
+        )

@@ -1,33 +1,56 @@
 """Cross-batch memory (Wang et al. 2020, XBM): a ring buffer of past embeddings as references.
 
-Each call enqueues the (detached) embeddings of the batch, then evaluates the wrapped loss with the
-batch as queries and the whole filled memory as ``ref_emb``:
+Each call first enqueues the detached embeddings and labels of the batch, then evaluates the wrapped
+loss with the batch as queries and the whole filled memory (the batch included) as references:
 
-    L = loss(emb_q, labels_q, ref_emb = memory, ref_labels = memory_labels, self_index)
+    L = loss(emb, labels, ref_emb=memory, ref_labels=memory_labels, self_index=slots)
+        + batch_weight * loss(emb, labels)
 
-Self-comparisons are removed by memory position (``self_index``), not by value, so duplicates
-elsewhere in memory still count. With an ``enqueue_mask`` (MoCo-style), the rows where the mask is
-True only enter the memory (keys) and the other rows are the queries; no query has a copy in memory.
-Any loss taking ``(emb, labels, ref_emb, ref_labels, self_index)`` works: every pair preset, the
-triplet losses and the margin loss; miners see the memory pairs with self already removed.
+Self-comparisons are removed by memory slot (``self_index[i]`` = the slot row ``i`` was written
+to), not by value, so a duplicate of a row stored elsewhere in memory still counts. Miners inside the
+wrapped loss see the memory pairs with self already removed. This equals pytorch-metric-learning's
+``CrossBatchMemory`` (which mines first and drops self-comparisons afterwards) for every miner that
+never selects a self-pair when others exist, and avoids its dependence on self-pairs otherwise.
 
-State (embeddings, labels, write position, fill count) lives in buffers, so ``state_dict`` and
-checkpoints restore the queue exactly. Memory O(M D) for the queue plus the loss's O(B M).
+``enqueue_mask`` (bool ``(B,)``, MoCo-style): rows where it is True only enter the memory (keys),
+the other rows are the queries; the queries have no copy in memory, so nothing is removed.
+
+``batch_weight`` adds the in-batch loss with gradients through both sides of each pair: 0
+(default) gives pytorch-metric-learning's semantics, 1 the XBM paper's ``L_batch + L_memory``.
+
+The wrapped loss must accept ``forward(emb, labels, ref_emb, ref_labels, self_index)``: every
+dmlkit pair, triplet and margin loss does. Memory state (embeddings, labels, write position, fill
+count) lives in buffers, so ``state_dict`` and checkpoints restore the queue exactly; the buffers
+follow the module's dtype (float32 unless converted) and move to the device of the embeddings.
+Memory O(M D) for the queue plus the wrapped loss's O(B M).
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 
-from dmlkit.core.checks import check_embeddings, check_labels
+from dmlkit.core.checks import check_embeddings, check_labels, check_positive
+
+
+def _accepts_self_index(loss: nn.Module) -> bool:
+    params = inspect.signature(loss.forward).parameters.values()
+    return any(p.name == "self_index" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 class CrossBatchMemory(nn.Module):
     """Wrap ``loss`` with a queue of ``memory_size`` embeddings of dimension ``embedding_size``.
 
     ``label_dim``: ``None`` for class ids ``(B,)``, ``C`` for multi-hot labels ``(B, C)``.
+    ``forward(emb (B, D), labels, enqueue_mask (B,) = None) -> 0-dim loss``.
     """
+
+    embeddings: Tensor  # (M, D) buffer
+    labels: Tensor  # (M,) or (M, C) int64 buffer
+    position: Tensor  # () next slot to write
+    filled: Tensor  # () number of valid slots
 
     def __init__(
         self,
@@ -35,15 +58,24 @@ class CrossBatchMemory(nn.Module):
         embedding_size: int,
         memory_size: int = 1024,
         label_dim: int | None = None,
+        batch_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if embedding_size < 1 or memory_size < 1:
             raise ValueError(
                 f"embedding_size, memory_size: expected >= 1, got {embedding_size}, {memory_size}"
             )
+        if label_dim is not None and label_dim < 1:
+            raise ValueError(f"label_dim: expected None or >= 1, got {label_dim}")
+        if not _accepts_self_index(loss):
+            raise TypeError(
+                f"loss: expected forward(emb, labels, ref_emb, ref_labels, self_index) so that "
+                f"self-comparisons can be removed, got {type(loss).__name__} without self_index"
+            )
         self.loss = loss
         self.embedding_size = int(embedding_size)
         self.memory_size = int(memory_size)
+        self.batch_weight = check_positive(batch_weight, "batch_weight", allow_zero=True)
         label_shape = (memory_size,) if label_dim is None else (memory_size, label_dim)
         self.register_buffer("embeddings", torch.zeros(memory_size, embedding_size))
         self.register_buffer("labels", torch.zeros(label_shape, dtype=torch.long))
@@ -56,7 +88,7 @@ class CrossBatchMemory(nn.Module):
         self.filled.zero_()
 
     def enqueue(self, emb: Tensor, labels: Tensor) -> Tensor:
-        """Write rows into the ring buffer; return the memory slot of each row ``(n,)``."""
+        """Write rows into the ring buffer (detached); return the memory slot of each row ``(n,)``."""
         n = emb.shape[0]
         if n > self.memory_size:
             raise ValueError(
@@ -69,7 +101,7 @@ class CrossBatchMemory(nn.Module):
         self.filled.copy_(torch.clamp(self.filled + n, max=self.memory_size))
         return slots
 
-    def forward(self, emb: Tensor, labels: Tensor, enqueue_mask: Tensor | None = None) -> Tensor:
+    def _check(self, emb: Tensor, labels: Tensor, enqueue_mask: Tensor | None) -> None:
         check_embeddings(emb, "emb")
         check_labels(labels, emb.shape[0], "labels")
         if emb.shape[1] != self.embedding_size:
@@ -81,26 +113,48 @@ class CrossBatchMemory(nn.Module):
                 f"labels: expected per-row shape {tuple(self.labels.shape[1:])} as configured "
                 f"(label_dim), got {tuple(labels.shape[1:])}"
             )
-        self.to(emb.device)
-        if enqueue_mask is not None:
-            if enqueue_mask.dtype != torch.bool or tuple(enqueue_mask.shape) != (emb.shape[0],):
-                raise ValueError(
-                    f"enqueue_mask: expected bool of shape ({emb.shape[0]},), "
-                    f"got {enqueue_mask.dtype} {tuple(enqueue_mask.shape)}"
-                )
-            self.enqueue(emb[enqueue_mask], labels[enqueue_mask])
-            queries, query_labels = emb[~enqueue_mask], labels[~enqueue_mask]
-            self_index = None
-        else:
-            self_index = self.enqueue(emb, labels)
+        if enqueue_mask is not None and (
+            not isinstance(enqueue_mask, Tensor)
+            or enqueue_mask.dtype != torch.bool
+            or tuple(enqueue_mask.shape) != (emb.shape[0],)
+        ):
+            got = (
+                f"{enqueue_mask.dtype} {tuple(enqueue_mask.shape)}"
+                if isinstance(enqueue_mask, Tensor)
+                else type(enqueue_mask).__name__
+            )
+            raise ValueError(f"enqueue_mask: expected bool of shape ({emb.shape[0]},), got {got}")
+
+    def forward(self, emb: Tensor, labels: Tensor, enqueue_mask: Tensor | None = None) -> Tensor:
+        self._check(emb, labels, enqueue_mask)
+        labels = labels.to(emb.device)
+        for name, buf in self.named_buffers(recurse=False):
+            if buf.device != emb.device:
+                setattr(self, name, buf.to(emb.device))
+        self_index: Tensor | None
+        if enqueue_mask is None:
             queries, query_labels = emb, labels
-        if queries.shape[0] == 0:
-            raise ValueError("enqueue_mask: every row was enqueued, so no query is left")
-        count = int(self.filled)
-        ref = self.embeddings[:count].to(emb.dtype)
-        ref_labels = self.labels[:count]
-        # slots are < filled, since the batch was written before reading
-        return self.loss(queries, query_labels, ref, ref_labels, self_index=self_index)
+            self_index = self.enqueue(emb, labels)
+        else:
+            queries, query_labels = emb[~enqueue_mask], labels[~enqueue_mask]
+            if queries.shape[0] == 0:
+                raise ValueError("enqueue_mask: every row was enqueued, so no query is left")
+            self.enqueue(emb[enqueue_mask], labels[enqueue_mask])
+            self_index = None
+        count = int(self.filled)  # the batch was written first, so its slots are all < count
+        value = self.loss(
+            queries,
+            query_labels,
+            self.embeddings[:count],
+            self.labels[:count],
+            self_index=self_index,
+        )
+        if self.batch_weight > 0:
+            value = value + self.batch_weight * self.loss(queries, query_labels)
+        return value
 
     def extra_repr(self) -> str:
-        return f"embedding_size={self.embedding_size}, memory_size={self.memory_size}"
+        return (
+            f"embedding_size={self.embedding_size}, memory_size={self.memory_size}, "
+            f"batch_weight={self.batch_weight}"
+        )
