@@ -1,0 +1,171 @@
+"""From a config to the parts of a run: device, dataset splits, sampler, model, loss; and the
+trained model back from a checkpoint.
+
+Every component is built by registry name (``DATASETS``, ``TRANSFORMS``, ``MODELS``, ``LOSSES``),
+so an unknown name fails with the list of registered ones. :func:`resolve_config` fills the values
+the config leaves to the data (``model.in_channels``, ``data.batches_per_epoch``), so the saved
+config describes the run completely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dmlkit.config import (
+    ConfigError,
+    DataConfig,
+    ExperimentConfig,
+    LossConfig,
+    ModelConfig,
+    apply_overrides,
+    config_from_dict,
+)
+from dmlkit.data import DMLDataset, check_dataset, create_dataset, create_transform
+from dmlkit.losses import LOSSES
+from dmlkit.models import create_model
+from dmlkit.sampling import MPerClassBatchSampler
+from dmlkit.training.checkpoint import load_checkpoint
+
+MODEL_FIELDS = ("pretrained", "pooling", "head_bn", "normalize", "frozen_bn", "in_channels")
+
+
+@dataclass
+class Splits:
+    """The datasets of a run: ``train`` (training transform), ``val`` (``None`` when the run
+    selects on test) and ``test`` (evaluation transform)."""
+
+    train: DMLDataset
+    val: DMLDataset | None
+    test: DMLDataset
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; any other name as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device: {name!r} requested but CUDA is not available")
+    return device
+
+
+def build_split(config: DataConfig, split: str, train: bool) -> DMLDataset:
+    """Split ``split`` of the configured dataset with the training or the evaluation transform."""
+    transform = create_transform(config.transform, train=train, image_size=config.image_size)
+    return create_dataset(
+        config.name,
+        split,
+        root=config.root,
+        transform=transform,
+        val_classes=config.val_classes,
+        seed=config.split_seed,
+        **config.options,
+    )
+
+
+def build_splits(config: ExperimentConfig) -> Splits:
+    """Train, val (only when selecting on val) and test splits; the training set's augmentation
+    stream follows the run's ``seed``."""
+    train = build_split(config.data, "train", train=True)
+    train.seed = config.seed
+    val = None
+    if not config.train.select_on_test:
+        try:
+            val = build_split(config.data, "val", train=False)
+        except ValueError as err:
+            raise ConfigError(
+                f"model selection uses the validation split, which could not be built: {err}. "
+                "Configure one (data.val_classes for held-out classes, or data.options."
+                "val_fraction for datasets that hold out images), or set train.select_on_test: "
+                "true to select on the test classes (test-set feedback)"
+            ) from err
+        if len(val) == 0:
+            raise ConfigError(
+                "the validation split is empty: set data.val_classes (held-out classes) or "
+                "data.options.val_fraction, or train.select_on_test: true"
+            )
+    test = build_split(config.data, "test", train=False)
+    check_dataset(
+        train,
+        None if config.data.replacement else config.data.m,
+        decode_images=config.data.check_images,
+    )
+    return Splits(train, val, test)
+
+
+def build_sampler(config: ExperimentConfig, train: DMLDataset) -> MPerClassBatchSampler:
+    """The m-per-class batch sampler over the training labels, seeded by the run's ``seed``."""
+    data = config.data
+    return MPerClassBatchSampler(
+        train.labels,
+        m=data.m,
+        batch_size=data.batch_size,
+        num_batches=data.batches_per_epoch,
+        seed=config.seed,
+        replacement=data.replacement,
+    )
+
+
+def resolve_config(
+    config: ExperimentConfig, train: DMLDataset, sampler: MPerClassBatchSampler
+) -> ExperimentConfig:
+    """``config`` with ``model.in_channels`` and ``data.batches_per_epoch`` filled in."""
+    model = config.model
+    if model.in_channels is None:
+        model = dataclasses.replace(model, in_channels=train.image_channels)
+    data = dataclasses.replace(config.data, batches_per_epoch=len(sampler))
+    return dataclasses.replace(config, model=model, data=data)
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """``create_model`` with the typed fields that are set and ``options``."""
+    kwargs: dict[str, Any] = {
+        name: getattr(config, name) for name in MODEL_FIELDS if getattr(config, name) is not None
+    }
+    clash = sorted(set(kwargs) & set(config.options))
+    if clash:
+        raise ConfigError(f"model.options: {clash} are model fields; set them there instead")
+    return create_model(config.name, embedding_dim=config.embedding_dim, **kwargs, **config.options)
+
+
+def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.Module:
+    """The loss ``config.name`` with ``options``; a factory that takes ``num_classes`` or
+    ``embedding_dim`` (per-class parameters, proxies) gets the training set's values unless the
+    options set them. Unknown options raise ``ConfigError`` listing the accepted ones."""
+    factory = LOSSES.get(config.name)
+    params = inspect.signature(factory).parameters
+    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    named = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    unknown = sorted(set(config.options) - set(named))
+    if unknown and not open_kwargs:
+        raise ConfigError(
+            f"loss.options: unknown option(s) {unknown} for loss {config.name!r}; "
+            f"accepted: {', '.join(named)}"
+        )
+    kwargs = dict(config.options)
+    for name, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
+        if name in params and name not in kwargs:
+            kwargs[name] = value
+    return factory(**kwargs)
+
+
+def model_from_checkpoint(
+    path: str | Path, overrides: Sequence[str] = ()
+) -> tuple[nn.Module, ExperimentConfig]:
+    """The model saved in checkpoint ``path`` (``best.pt`` or ``last.pt``) with its config, the
+    ``overrides`` (``a.b=c``) applied to that config; the model is on the CPU in eval mode."""
+    state = load_checkpoint(path)
+    if "config" not in state or "model" not in state:
+        raise ValueError(f"{path}: expected a dmlkit training checkpoint with config and model")
+    config = config_from_dict(apply_overrides(state["config"], overrides))
+    model = build_model(config.model)
+    model.load_state_dict(state["model"])
+    return model.eval(), config

@@ -1,0 +1,62 @@
+"""Evaluation inside a run: embed a split, score it, name the metric columns.
+
+Retrieval is leave-one-out within the split (each image queries all others), the protocol of
+CUB, Cars196 and SOP; metrics come from :func:`dmlkit.evaluation.evaluate`.
+Memory: the embeddings of the split, ``(N, D)`` float32 on the CPU, plus the evaluator's bounded
+kNN scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from dmlkit.config import EvalConfig
+from dmlkit.data import DMLDataset
+from dmlkit.evaluation import evaluate, extract_embeddings
+from dmlkit.training.amp import autocast
+
+PER_K = {"recall": "recall@{}", "precision_at_k": "precision@{}", "map_at_k": "map@{}"}
+COUNTS = ("num_queries", "num_excluded_queries")
+
+
+def metric_columns(metrics: Sequence[str], ks: Sequence[int]) -> list[str]:
+    """The keys an evaluation with ``metrics`` and ``ks`` reports, in order, without repeats."""
+    columns: list[str] = []
+    for name in metrics:
+        for key in [PER_K[name].format(k) for k in ks] if name in PER_K else [name]:
+            if key not in columns:
+                columns.append(key)
+    return [*columns, *COUNTS]
+
+
+def embed_dataset(
+    model: nn.Module,
+    dataset: DMLDataset,
+    batch_size: int,
+    device: torch.device,
+    amp: str = "none",
+    num_workers: int = 0,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """``(emb (N, D) float32, labels (N,) int64)`` of ``dataset`` in item order, on the CPU."""
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    with autocast(device, amp):
+        return extract_embeddings(model, loader, device, progress)
+
+
+def score(emb: Tensor, labels: Tensor, config: EvalConfig, seed: int) -> dict[str, float]:
+    """Leave-one-out metrics of ``emb`` with the configured metrics, Ks and similarity."""
+    result = evaluate(
+        emb, labels, metrics=config.metrics, ks=config.ks, metric=config.similarity, seed=seed
+    )
+    return result.to_dict()

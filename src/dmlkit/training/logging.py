@@ -1,0 +1,143 @@
+"""Run logs: ``log.jsonl`` (one JSON object per line), ``log.csv``, optional TensorBoard, and a
+progress line on the terminal.
+
+Records are ``{"kind": "train", "step", "epoch", "loss", "lr", "images_per_s"}`` and
+``{"kind": "eval", "step", "epoch", "split", <metric>: value, ...}``. The CSV has one fixed header
+(the train fields, ``split`` and the metric columns); a field a record lacks is left empty. Every
+record is flushed at once, so :meth:`RunLogger.position` (byte sizes of the two files) marks what
+a checkpoint has seen; :meth:`RunLogger.truncate` cuts the files back to it on resume, so a
+resumed run writes the same logs as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+TRAIN_FIELDS = ("kind", "step", "epoch", "split", "loss", "lr", "images_per_s")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class RunLogger:
+    """Append-only JSONL + CSV (+ TensorBoard scalars) logs in ``run_dir``."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        metric_columns: Sequence[str],
+        tensorboard: bool = False,
+        position: dict[str, int] | None = None,
+        tensorboard_step: int | None = None,
+    ) -> None:
+        """Open the logs; with ``position`` (resume) cut them back to it first."""
+        run_dir = Path(run_dir)
+        self.jsonl_path = run_dir / "log.jsonl"
+        self.csv_path = run_dir / "log.csv"
+        self.columns = [*TRAIN_FIELDS, *metric_columns]
+        if position is None:
+            for path in (self.jsonl_path, self.csv_path):
+                path.write_bytes(b"")
+        else:
+            self.truncate(position)
+        self._jsonl: TextIO = open(self.jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._csv: TextIO = open(self.csv_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        if self.csv_path.stat().st_size == 0:
+            self._write_csv_row({c: c for c in self.columns})
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise ImportError(
+                    "output.tensorboard needs the tensorboard package: "
+                    "pip install 'dmlkit[tensorboard]'"
+                ) from err
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=tensorboard_step)
+
+    def _write_csv_row(self, row: dict[str, Any]) -> None:
+        buffer = io.StringIO()
+        csv.DictWriter(buffer, self.columns, extrasaction="ignore").writerow(row)
+        self._csv.write(buffer.getvalue())
+        self._csv.flush()
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to every log."""
+        self._jsonl.write(json.dumps({k: _json_value(v) for k, v in record.items()}) + "\n")
+        self._jsonl.flush()
+        self._write_csv_row(record)
+        if self._tb is not None:
+            prefix = record["kind"] if record["kind"] == "train" else record["split"]
+            for key, value in record.items():
+                if key not in ("kind", "step", "epoch", "split") and isinstance(value, float):
+                    self._tb.add_scalar(f"{prefix}/{key}", value, record["step"])
+            self._tb.flush()
+
+    def position(self) -> dict[str, int]:
+        """Byte sizes of the JSONL and CSV logs now."""
+        return {"jsonl": self.jsonl_path.stat().st_size, "csv": self.csv_path.stat().st_size}
+
+    def truncate(self, position: dict[str, int]) -> None:
+        """Cut the logs back to ``position`` (what a checkpoint saw)."""
+        for key, path in (("jsonl", self.jsonl_path), ("csv", self.csv_path)):
+            with open(path, "ab") as f:
+                f.truncate(min(position[key], path.stat().st_size))
+
+    def close(self) -> None:
+        self._jsonl.close()
+        self._csv.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+class Progress:
+    """A one-line progress display on stderr: redrawn in place on a terminal (at most 5 times per
+    second), otherwise printed at every tenth of the run."""
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.stream = sys.stderr if stream is None else stream
+        self.interactive = self.stream.isatty()
+        self._last_draw = 0.0
+        self._start = time.perf_counter()
+        self._start_step: int | None = None
+        self._next_decile = 1
+
+    def update(self, step: int, fields: dict[str, float]) -> None:
+        """Show ``step`` of ``total`` with ``fields`` (for example loss, lr, images/s)."""
+        if not self.enabled:
+            return
+        if self._start_step is None:
+            self._start_step = step - 1
+            self._start = time.perf_counter()
+        now = time.perf_counter()
+        done = step - self._start_step
+        eta = (now - self._start) / max(done, 1) * (self.total - step)
+        shown = " ".join(f"{k} {v:.4g}" for k, v in fields.items())
+        line = f"step {step}/{self.total} {shown} eta {eta:.0f}s"
+        if self.interactive:
+            if now - self._last_draw >= 0.2 or step == self.total:
+                self.stream.write("\r" + line.ljust(79))
+                self.stream.flush()
+                self._last_draw = now
+        elif step * 10 >= self._next_decile * self.total:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self._next_decile = step * 10 // self.total + 1
+
+    def close(self) -> None:
+        if self.enabled and self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()

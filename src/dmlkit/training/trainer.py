@@ -1,0 +1,380 @@
+"""The training loop: a plain loop a researcher can follow from top to bottom.
+
+    trainer = Trainer(config, run_dir)          # builds data, sampler, model, loss, optimizer
+    metrics = trainer.fit()                     # trains, evaluates, checkpoints, writes metrics.json
+
+One optimizer step: m-per-class batch -> model under autocast -> float32 embeddings -> loss ->
+(scaled) backward -> optional gradient clipping -> optimizer and scaler step -> schedule step.
+Every ``eval_every`` steps and at the end the model is scored on the validation split (model
+selection, ``best.pt``) and on the test split; ``train.select_on_test`` selects on test instead.
+Every ``checkpoint_every`` steps and at the end ``last.pt`` holds everything an exact resume needs:
+model, loss, optimizer, scheduler and scaler states, the sampler's epoch and position, the global
+RNG states, the best selection so far, the callbacks' states and the log positions.
+
+Run folder (``run_dir``)::
+
+    config.yaml            the resolved config
+    log.jsonl, log.csv     train and eval records (see :mod:`dmlkit.training.logging`)
+    metrics.json           before / final / best test metrics, best_step, selected_on, dataset, ks
+    embeddings/test.npz    test embeddings of the selected model: emb (N, D), labels (N,), index (N,)
+    checkpoints/           last.pt, best.pt (atomic, checksummed; see checkpoint.py)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from dmlkit.config import (
+    ExperimentConfig,
+    config_diff,
+    config_from_dict,
+    config_to_dict,
+    save_config,
+)
+from dmlkit.training.amp import autocast, grad_scaler
+from dmlkit.training.build import (
+    build_loss,
+    build_model,
+    build_sampler,
+    build_splits,
+    resolve_config,
+    resolve_device,
+)
+from dmlkit.training.callbacks import BatchEnd, Callback, CallbackList
+from dmlkit.training.checkpoint import load_checkpoint, save_checkpoint
+from dmlkit.training.evaluate import embed_dataset, metric_columns, score
+from dmlkit.training.logging import Progress, RunLogger
+from dmlkit.training.optim import build_optimizer, build_scheduler
+from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
+
+CHECKPOINT_FORMAT = 1
+# Fields that may differ between a run and its resume: where it writes and how it shows progress.
+RESUME_FREE = ("output.", "train.progress")
+
+
+class Trainer:
+    """Train one experiment into ``run_dir`` (module docstring).
+
+    ``resume=True`` continues from ``run_dir/checkpoints/last.pt`` (falling back to the previous
+    checkpoint with a warning when it is damaged); the config must match the saved one except
+    for ``output.*`` and ``train.progress``.
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        run_dir: str | Path,
+        callbacks: Sequence[Callback] = (),
+        resume: bool = False,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.device = resolve_device(config.train.device)
+        if config.train.num_threads is not None:
+            torch.set_num_threads(config.train.num_threads)
+        seed_everything(config.seed)
+
+        self.splits = build_splits(config)
+        self.sampler = build_sampler(config, self.splits.train)
+        self.config = resolve_config(config, self.splits.train, self.sampler)
+        cfg = self.config
+        self.columns = metric_columns(cfg.eval.metrics, cfg.eval.ks)
+        if cfg.eval.select_metric not in self.columns:
+            raise ValueError(
+                f"eval.select_metric: {cfg.eval.select_metric!r} is not reported by the "
+                f"configured metrics; expected one of {self.columns[:-2]}"
+            )
+        self.loader = DataLoader(
+            self.splits.train,
+            batch_sampler=self.sampler,
+            num_workers=cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        self.model = build_model(cfg.model).to(self.device)
+        self.loss_fn = build_loss(
+            cfg.loss, self.splits.train.num_classes, cfg.model.embedding_dim
+        ).to(self.device)
+        self.optimizer = build_optimizer(cfg.optimizer, self.model, self.loss_fn)
+        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.steps)
+        self.scaler = grad_scaler(self.device, cfg.train.amp)
+        self.callbacks = CallbackList(callbacks)
+
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.train_time_s = 0.0
+        self.before: dict[str, float] | None = None
+        self.best: dict[str, Any] = {"step": None, "value": None, "val": None, "test": None}
+        self.last_test: dict[str, float] | None = None
+        self.logger: RunLogger | None = None
+
+    # ----------------------------------------------------------------------------- the run
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``train.steps``, then write and return metrics.json."""
+        cfg = self.config
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            position = self.load(self.run_dir / "checkpoints" / "last.pt")
+        else:
+            position = None
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.logger = RunLogger(
+            self.run_dir, self.columns, cfg.output.tensorboard, position, self.step or None
+        )
+        try:
+            self.callbacks.on_train_start(self)
+            if cfg.eval.before and self.before is None:
+                self.before = self.evaluate("test")
+            self.train_until(cfg.train.steps)
+            metrics = self.finish()
+        finally:
+            self.logger.close()
+        self.callbacks.on_train_end(self, metrics)
+        return metrics
+
+    def train_until(self, total_steps: int) -> None:
+        """Run optimizer steps until ``self.step == total_steps``, with the periodic logging,
+        evaluation and checkpoints."""
+        cfg = self.config.train
+        progress = Progress(total_steps, cfg.progress and self.step < total_steps)
+        window = {"images": 0, "time": 0.0}
+        self.model.train()
+        tick = time.perf_counter()
+        while self.step < total_steps:
+            self.sampler.set_epoch(self.epoch)
+            self.splits.train.set_epoch(self.epoch)
+            for images, labels in self.loader:
+                loss, emb, labels = self.train_step(images, labels)
+                self.advance()
+                now = time.perf_counter()
+                window["images"] += len(labels)
+                window["time"] += now - tick
+                self.train_time_s += now - tick
+
+                if self.step % cfg.log_every == 0 or self.step == total_steps:
+                    self.log_train(float(loss), window, progress)
+                    window = {"images": 0, "time": 0.0}
+                self.callbacks.on_batch_end(
+                    self, BatchEnd(self.step, self.epoch, loss, emb, labels)
+                )
+                if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == total_steps:
+                    self.periodic_eval(final=self.step == total_steps)
+                if (
+                    cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+                ) or self.step == total_steps:
+                    self.save_last()
+                tick = time.perf_counter()
+                if self.step >= total_steps:
+                    break
+        progress.close()
+
+    def train_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One optimizer step on a batch; returns the detached loss, embeddings and labels."""
+        cfg = self.config
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        with autocast(self.device, cfg.train.amp):
+            emb = self.model(images)
+        loss = self.loss_fn(emb.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.optimizer.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, cfg.optimizer.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach(), emb.detach(), labels
+
+    def advance(self) -> None:
+        """Count a finished step; an epoch ends after ``len(sampler)`` batches."""
+        self.step += 1
+        self.batch_in_epoch += 1
+        if self.batch_in_epoch == len(self.sampler):
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    # ------------------------------------------------------------------ logging and evaluation
+
+    def log_train(self, loss: float, window: dict[str, float], progress: Progress) -> None:
+        images_per_s = window["images"] / max(window["time"], 1e-9)
+        lr = self.optimizer.param_groups[0]["lr"]
+        record = {"kind": "train", "step": self.step, "epoch": self.epoch, "loss": loss}
+        record.update({"lr": lr, "images_per_s": images_per_s})
+        self._log(record)
+        progress.update(self.step, {"loss": loss, "lr": lr, "img/s": images_per_s})
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.logger is None:
+            raise RuntimeError("the run logs are open only inside fit()")
+        self.logger.log(record)
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Score the model on ``split``, log the metrics, tell the callbacks."""
+        emb, labels = self.embed(split)
+        metrics = score(emb, labels, self.config.eval, self.config.seed)
+        self._log(
+            {"kind": "eval", "step": self.step, "epoch": self.epoch, "split": split, **metrics}
+        )
+        self.callbacks.on_eval(self, split, metrics)
+        return metrics
+
+    def embed(self, split: str, model: torch.nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """Embeddings and labels of ``split`` ("val" or "test") in item order."""
+        dataset = {"val": self.splits.val, "test": self.splits.test}[split]
+        if dataset is None:
+            raise ValueError(f"split {split!r} is not part of this run")
+        return embed_dataset(
+            self.model if model is None else model,
+            dataset,
+            self.config.eval.batch_size,
+            self.device,
+            self.config.train.amp,
+            self.config.data.num_workers,
+        )
+
+    def periodic_eval(self, final: bool) -> None:
+        """Evaluate the selection split (and test when due) and keep the best checkpoint."""
+        cfg = self.config
+        selected_on = "test" if cfg.train.select_on_test else "val"
+        results = {}
+        if selected_on == "val":
+            results["val"] = self.evaluate("val")
+        if selected_on == "test" or cfg.eval.periodic_test or final:
+            results["test"] = self.last_test = self.evaluate("test")
+        value = results[selected_on][cfg.eval.select_metric]
+        if self.best["value"] is None or value > self.best["value"]:
+            self.best = {
+                "step": self.step,
+                "value": value,
+                "val": results.get("val"),
+                "test": results.get("test"),
+            }
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "kind": "best",
+                "config": config_to_dict(cfg),
+                "step": self.step,
+                "model": self.model.state_dict(),
+                "loss": self.loss_fn.state_dict(),
+                "selection": {k: v for k, v in self.best.items() if k != "test"},
+            }
+            save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
+
+    # ------------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs (module docstring)."""
+        sampler_state = self.sampler.state_dict()
+        sampler_state.update(epoch=self.epoch, position=self.batch_in_epoch)
+        if self.logger is None:
+            raise RuntimeError("checkpoints are written only inside fit()")
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "kind": "last",
+            "config": config_to_dict(self.config),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "model": self.model.state_dict(),
+            "loss": self.loss_fn.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": sampler_state,
+            "rng": capture_rng_state(),
+            "callbacks": self.callbacks.state_dict(),
+            "before": self.before,
+            "best": self.best,
+            "last_test": self.last_test,
+            "train_time_s": self.train_time_s,
+            "log_position": self.logger.position(),
+        }
+
+    def save_last(self) -> None:
+        save_checkpoint(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
+
+    def load(self, path: Path) -> dict[str, int]:
+        """Restore the state saved at ``path``; returns the log position to cut the logs to."""
+        state = load_checkpoint(path)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("kind") != "last":
+            raise ValueError(f"{path}: expected a 'last' checkpoint of format {CHECKPOINT_FORMAT}")
+        saved = config_from_dict(state["config"])
+        differ = [d for d in config_diff(saved, self.config) if not d.startswith(RESUME_FREE)]
+        if differ:
+            raise ValueError(
+                f"--resume: the config differs from the one of {self.run_dir}:\n  "
+                + "\n  ".join(differ)
+            )
+        self.model.load_state_dict(state["model"])
+        self.loss_fn.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.callbacks.load_state_dict(state["callbacks"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.batch_in_epoch = state["batch_in_epoch"]
+        self.before, self.best = state["before"], state["best"]
+        self.last_test = state["last_test"]
+        self.train_time_s = state["train_time_s"]
+        restore_rng_state(state["rng"])
+        return state["log_position"]
+
+    # ------------------------------------------------------------------------------ the end
+
+    def finish(self) -> dict[str, Any]:
+        """Test metrics of the final and of the selected model, test embeddings, metrics.json."""
+        cfg = self.config
+        if self.last_test is None:
+            raise RuntimeError("finish() needs the final test evaluation of train_until()")
+        best_model = self.model
+        if self.best["step"] != self.step:
+            best_model = copy.deepcopy(self.model)
+            best_state = load_checkpoint(self.run_dir / "checkpoints" / "best.pt")
+            best_model.load_state_dict(best_state["model"])
+        best_test = self.best["test"]
+        if best_test is None or cfg.output.embeddings:
+            emb, labels = self.embed("test", best_model)
+            if best_test is None:
+                best_test = score(emb, labels, cfg.eval, cfg.seed)
+        if cfg.output.embeddings:
+            folder = self.run_dir / "embeddings"
+            folder.mkdir(exist_ok=True)
+            np.savez(
+                folder / "test.npz",
+                emb=emb.numpy().astype(np.float32),
+                labels=labels.numpy().astype(np.int64),
+                index=np.arange(len(labels), dtype=np.int64),
+            )
+        total_images = self.step * cfg.data.batch_size
+        metrics = {
+            "before": self.before,
+            "final": self.last_test,
+            "best": best_test,
+            "best_step": self.best["step"],
+            "selected_on": "test" if cfg.train.select_on_test else "val",
+            "selection_metric": cfg.eval.select_metric,
+            "best_selection_value": self.best["value"],
+            "best_val": self.best["val"],
+            "dataset": cfg.data.name,
+            "ks": list(cfg.eval.ks),
+            "steps": self.step,
+            "train_time_s": self.train_time_s,
+            "images_per_s": total_images / max(self.train_time_s, 1e-9),
+        }
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
