@@ -26,9 +26,10 @@ from dmlkit.losses.miners import (
     ThresholdMiner,
     TopKPairMiner,
 )
-from dmlkit.losses.pair_loss import PairLoss, pair_weights
+from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.registry import LOSSES, create
 from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
+from dmlkit.losses.weights import pair_weights
 
 __all__ = [
     "LOSSES",

@@ -4,6 +4,12 @@ An aggregator maps ``(l+ (B, R), l- (B, R), pos (B, R), neg (B, R))`` to a 0-dim
 with respect to each pair loss is that pair's weight. Entries outside the masks are ignored (their
 gradient is exactly zero). Every aggregator returns a value connected to the graph, 0 when no pair is
 active. Memory: O(B R).
+
+Unique pairs: when the batch is its own reference, ``S_ij`` and ``S_ji`` are one unordered pair seen
+from both anchors. Per-anchor aggregators want both copies; an aggregator that counts pairs (a top-k
+over pairs, a mean over unique pairs) sets the attribute ``unique_pairs = True`` and
+:class:`~dmlkit.losses.pair_loss.PairLoss` then hands it each unordered pair once, at ``(i, j)`` with
+``i < j`` (active when either ordered copy is). With any other reference every entry is its own pair.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dmlkit.losses.reductions import (
     ANCHOR_REDUCTIONS,
     masked_logsumexp,
     masked_mean,
+    masked_sum_count,
     reduce_anchors,
 )
 
@@ -34,7 +41,11 @@ PAIR_NORMALIZATIONS: tuple[str, ...] = (
 
 
 class PairAggregator(nn.Module):
-    """Base class: ``forward(l_pos, l_neg, pos, neg) -> loss``."""
+    """Base class: ``forward(l_pos, l_neg, pos, neg) -> loss`` over ``(B, R)`` pair losses and bool
+    masks; ``unique_pairs`` (class or instance attribute) asks for each unordered batch pair once.
+    """
+
+    unique_pairs: bool = False
 
     def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         raise NotImplementedError  # pragma: no cover - interface
@@ -44,10 +55,6 @@ def _check_reduction(reduction: str) -> str:
     if reduction not in ANCHOR_REDUCTIONS:
         raise ValueError(f"reduction: expected one of {ANCHOR_REDUCTIONS}, got {reduction!r}")
     return reduction
-
-
-def _masked_sum(x: Tensor, mask: Tensor) -> Tensor:
-    return torch.where(mask, x, 0.0).sum()
 
 
 class PairSumAggregator(PairAggregator):
@@ -71,25 +78,22 @@ class PairSumAggregator(PairAggregator):
         if self.normalize.startswith("sides"):
             nonzero = self.normalize == "sides_nonzero"
             return _side_mean(l_pos, pos, nonzero) + _side_mean(l_neg, neg, nonzero)
-        total = _masked_sum(l_pos, pos) + _masked_sum(l_neg, neg)
+        total_p, count_p = masked_sum_count(l_pos, pos, self.normalize == "pairs_nonzero")
+        total_n, count_n = masked_sum_count(l_neg, neg, self.normalize == "pairs_nonzero")
+        total = total_p + total_n
         if self.normalize == "none":
             return total
         if self.normalize == "batch":
             return total / l_pos.shape[0]
-        if self.normalize == "pairs_nonzero":
-            count = (pos & (l_pos > 0)).sum() + (neg & (l_neg > 0)).sum()
-        else:
-            count = pos.sum() + neg.sum()
-        return total / count.clamp_min(1).to(total.dtype)
+        return total / (count_p + count_n).clamp_min(1.0)
 
     def extra_repr(self) -> str:
         return f"normalize={self.normalize!r}"
 
 
 def _side_mean(x: Tensor, mask: Tensor, nonzero: bool) -> Tensor:
-    masked = torch.where(mask, x, 0.0)
-    count = (masked > 0).sum() if nonzero else mask.sum()
-    return masked.sum() / count.clamp_min(1).to(x.dtype)
+    total, count = masked_sum_count(x, mask, nonzero)
+    return total / count.clamp_min(1.0)
 
 
 class AnchorMeanAggregator(PairAggregator):
@@ -148,8 +152,8 @@ class AnchorLogSumExpAggregator(PairAggregator):
 
     def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         a, b = self.scale_pos, self.scale_neg
-        lse_p, vp = masked_logsumexp(a * l_pos, pos, self.add_one)
-        lse_n, vn = masked_logsumexp(b * l_neg, neg, self.add_one)
+        lse_p, vp = masked_logsumexp(l_pos, pos, self.add_one, scale=a)
+        lse_n, vn = masked_logsumexp(l_neg, neg, self.add_one, scale=b)
         both = lse_p / a + lse_n / b
         valid = (vp | vn) if self.add_one else (vp & vn)
         if self.combine == "hinge":
@@ -176,7 +180,8 @@ class PerPositiveSoftplusAggregator(PairAggregator):
         lse_n, vn = masked_logsumexp(l_neg, neg)
         keep = pos & vn[:, None]
         per_pair = F.softplus(l_pos + lse_n[:, None])
-        return _masked_sum(per_pair, keep) / keep.sum().clamp_min(1).to(per_pair.dtype)
+        total, count = masked_sum_count(per_pair, keep, nonzero=False)
+        return total / count.clamp_min(1.0)
 
 
 class LiftedSongAggregator(PairAggregator):
@@ -200,4 +205,5 @@ class LiftedSongAggregator(PairAggregator):
         keep = pos & (vn[:, None] | vn[None, :])
         j = torch.logaddexp(lse_n[:, None], lse_n[None, :]) + l_pos
         per_pair = F.relu(j).pow(2)
-        return _masked_sum(per_pair, keep) / (2 * keep.sum().clamp_min(1).to(per_pair.dtype))
+        total, count = masked_sum_count(per_pair, keep, nonzero=False)
+        return total / (2.0 * count.clamp_min(1.0))

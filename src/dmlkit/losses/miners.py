@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from dmlkit.core.checks import check_positive
 from dmlkit.core.distance_weighting import distance_weighted_probs
+from dmlkit.losses.reductions import offset_excluded
 
 _INF = float("inf")
 
@@ -25,16 +26,6 @@ class PairMiner(nn.Module):
 
     def mine(self, sim: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError  # pragma: no cover - interface
-
-
-def _hardest_pos(sim: Tensor, pos: Tensor) -> Tensor:
-    """``min_{j∈P_i} S_ij`` per row, ``+inf`` for rows without positives. Shape ``(B, 1)``."""
-    return sim.masked_fill(~pos, _INF).amin(dim=1, keepdim=True)
-
-
-def _hardest_neg(sim: Tensor, neg: Tensor) -> Tensor:
-    """``max_{j∈N_i} S_ij`` per row, ``-inf`` for rows without negatives. Shape ``(B, 1)``."""
-    return sim.masked_fill(~neg, -_INF).amax(dim=1, keepdim=True)
 
 
 class AllPairsMiner(PairMiner):
@@ -74,9 +65,13 @@ class MultiSimilarityMiner(PairMiner):
         self.epsilon = float(epsilon)
 
     def mine(self, sim: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
-        min_pos = _hardest_pos(sim, pos)
-        max_neg = _hardest_neg(sim, neg)
-        return pos & (sim - self.epsilon < max_neg), neg & (sim + self.epsilon > min_pos)
+        # one float buffer serves all four steps; empty rows get ±finfo.max/16 and keep nothing
+        buf = offset_excluded(sim, pos, 1.0)
+        min_pos = buf.amin(dim=1, keepdim=True)
+        max_neg = offset_excluded(sim, neg, -1.0, out=buf).amax(dim=1, keepdim=True)
+        keep_pos = pos & (torch.sub(sim, self.epsilon, out=buf) < max_neg)
+        keep_neg = neg & (torch.add(sim, self.epsilon, out=buf) > min_pos)
+        return keep_pos, keep_neg
 
     def extra_repr(self) -> str:
         return f"epsilon={self.epsilon}"
@@ -106,11 +101,17 @@ class TopKPairMiner(PairMiner):
 
 
 def _top_per_row(score: Tensor, mask: Tensor, k: int) -> Tensor:
-    """Bool mask of the ``k`` highest-``score`` masked entries per row (stable: lower index wins)."""
+    """Bool mask of the ``k`` highest-``score`` masked entries per row (ties: lower index wins).
+
+    ``k = 1`` is one ``argmax`` (first maximum); larger ``k`` a stable descending sort,
+    O(B R log R).
+    """
     k = min(k, score.shape[1])
-    filled = score.masked_fill(~mask, -_INF)
-    # stable descending order so equal scores keep index order
-    order = torch.sort(filled, dim=1, descending=True, stable=True).indices[:, :k]
+    filled = offset_excluded(score, mask, -1.0)
+    if k == 1:
+        order = filled.argmax(dim=1, keepdim=True)
+    else:
+        order = torch.sort(filled, dim=1, descending=True, stable=True).indices[:, :k]
     out = torch.zeros_like(mask)
     out.scatter_(1, order, True)
     return out & mask

@@ -23,15 +23,23 @@ from dmlkit.losses.miners import AllPairsMiner, PairMiner
 from dmlkit.losses.terms import PairTerm
 
 
+def _check_part(value: object, kind: type, name: str) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name}: expected a {kind.__name__}, got {type(value).__name__}")
+
+
 class PairLoss(BatchLoss):
-    """A pair loss composed of a ``term``, an ``aggregator``, an optional ``miner`` and a
-    ``similarity`` (name or :class:`~dmlkit.core.similarity.Similarity`).
+    """A pair loss composed of a ``term``, an ``aggregator``, a ``miner`` (``None``: all pairs) and a
+    ``similarity`` (name or :class:`~dmlkit.core.similarity.Similarity`); the optional miner comes
+    after the required aggregator.
 
     ``forward(emb (B, D), labels (B,) | (B, C), ref_emb (R, D) = None, ref_labels = None,
     self_index (B,) = None) -> 0-dim loss``. Without ``ref_emb`` (or with ``ref_emb is emb``) the
     batch is its own reference and self-pairs are excluded; ``self_index[i] = j`` marks reference
     column ``j`` as row ``i``'s own copy (``-1``: none), as a memory bank needs. ``relation_fn``
     overrides the label relation (see :func:`dmlkit.core.relation_masks`).
+
+    The loss is 0 and connected to the graph (zero gradients) when no pair is active.
     """
 
     def __init__(
@@ -43,18 +51,45 @@ class PairLoss(BatchLoss):
         relation_fn: RelationFn | None = None,
     ) -> None:
         super().__init__(similarity, relation_fn)
+        miner = miner if miner is not None else AllPairsMiner()
+        _check_part(term, PairTerm, "term")
+        _check_part(aggregator, PairAggregator, "aggregator")
+        _check_part(miner, PairMiner, "miner")
         self.term = term
         self.aggregator = aggregator
-        self.miner = miner if miner is not None else AllPairsMiner()
+        self.miner = miner
 
-    def from_similarity(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-        """The loss from a precomputed similarity ``S (B, R)`` and label masks."""
-        if sim.shape != pos.shape or sim.shape != neg.shape:
-            raise ValueError(
-                f"masks: expected the shape of S {tuple(sim.shape)}, "
-                f"got pos {tuple(pos.shape)}, neg {tuple(neg.shape)}"
-            )
+    def forward(
+        self,
+        emb: Tensor,
+        labels: Tensor,
+        ref_emb: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        self_index: Tensor | None = None,
+    ) -> Tensor:
+        sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
+        return self.from_similarity(sim, pos, neg, symmetric=ref_emb is None or ref_emb is emb)
+
+    def from_similarity(
+        self, sim: Tensor, pos: Tensor, neg: Tensor, symmetric: bool = False
+    ) -> Tensor:
+        """The loss from a precomputed similarity ``S (B, R)`` and bool label masks ``(B, R)``.
+
+        ``symmetric=True`` says that the reference is the batch itself (``S_ij`` and ``S_ji`` are
+        one pair); it matters only to aggregators that ask for unique pairs.
+        """
+        if not isinstance(sim, Tensor) or sim.ndim != 2 or not sim.is_floating_point():
+            got = (sim.dtype, tuple(sim.shape)) if isinstance(sim, Tensor) else type(sim).__name__
+            raise ValueError(f"sim: expected a floating-point (B, R) matrix, got {got}")
+        for name, mask in (("pos", pos), ("neg", neg)):
+            if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != sim.shape:
+                got = (mask.dtype, tuple(mask.shape)) if isinstance(mask, Tensor) else mask
+                raise ValueError(
+                    f"{name}: expected a bool mask of the shape of S {tuple(sim.shape)}, got {got}"
+                )
         pos, neg = self.miner(sim, pos, neg)
+        if symmetric and self.aggregator.unique_pairs:
+            pos, neg = _upper_pairs(pos), _upper_pairs(neg)
         l_pos, l_neg = self.term(sim)
         loss = self.aggregator(l_pos, l_neg, pos, neg)
         if sim.requires_grad and not loss.requires_grad:
@@ -62,25 +97,11 @@ class PairLoss(BatchLoss):
         return loss
 
 
-def pair_weights(
-    loss: PairLoss,
-    emb: Tensor,
-    labels: Tensor,
-    ref_emb: Tensor | None = None,
-    ref_labels: Tensor | None = None,
-) -> Tensor:
-    """GPW weights of ``loss`` on this batch: ``W = dL/dS`` of shape ``(B, R)``.
-
-    Positive pairs normally get ``W <= 0`` (raising their similarity lowers the loss) and negative
-    pairs ``W >= 0``; ``|W|`` is the weight ``w_ij`` of Wang et al.'s general pair weighting, and
-    mined-out pairs get exactly 0. Memory: that of one loss evaluation.
-    """
-    if not isinstance(loss, PairLoss):
-        raise TypeError(f"loss: expected a PairLoss, got {type(loss).__name__}")
-    with torch.no_grad():
-        sim, pos, neg = loss.pairs(emb, labels, ref_emb, ref_labels)
-    sim = sim.detach().requires_grad_(True)
-    with torch.enable_grad():
-        value = loss.from_similarity(sim, pos, neg)
-        (grad,) = torch.autograd.grad(value, sim)
-    return grad
+def _upper_pairs(mask: Tensor) -> Tensor:
+    """Each unordered pair of a square mask once, at ``(i, j)`` with ``i < j``; active when either
+    ordered copy is."""
+    if mask.shape[0] != mask.shape[1]:
+        raise ValueError(
+            f"symmetric: expected a square (B, B) batch matrix, got {tuple(mask.shape)}"
+        )
+    return torch.triu(mask | mask.T, diagonal=1)

@@ -53,13 +53,8 @@ def contrastive(
     ``m+ = 1`` the positive term is ``1 - s``. PML's ``ContrastiveLoss(pos_margin=1,
     neg_margin=0.5, distance=CosineSimilarity())`` equals ``normalize="sides_nonzero"``.
     """
-    return PairLoss(
-        HingeTerm(pos_margin, neg_margin),
-        PairSumAggregator(normalize),
-        miner,
-        similarity,
-        relation_fn,
-    )
+    term = HingeTerm(pos_margin, neg_margin)
+    return PairLoss(term, PairSumAggregator(normalize), miner, similarity, relation_fn)
 
 
 @LOSSES.register("contrastive_hadsell")

@@ -61,12 +61,17 @@ class HingeTerm(PairTerm):
         self.pos_margin = float(pos_margin)
         self.neg_margin = float(neg_margin)
         self.power = check_positive(power, "power")
+        if self.power < 1.0:
+            raise ValueError(
+                f"power: expected a value >= 1 (a smaller power has an infinite slope at an "
+                f"inactive hinge), got {power!r}"
+            )
         self.pos_weight = check_positive(pos_weight, "pos_weight", allow_zero=True)
         self.neg_weight = check_positive(neg_weight, "neg_weight", allow_zero=True)
 
     def forward(self, sim: Tensor) -> tuple[Tensor, Tensor]:
-        lp = F.relu(self.pos_margin - sim)
-        ln = F.relu(sim - self.neg_margin)
+        lp = (self.pos_margin - sim).relu_()
+        ln = (sim - self.neg_margin).relu_()
         if self.power != 1.0:
             lp, ln = lp.pow(self.power), ln.pow(self.power)
         return _scaled(lp, self.pos_weight), _scaled(ln, self.neg_weight)
@@ -101,8 +106,8 @@ class SoftplusTerm(PairTerm):
         self.neg_weight = check_positive(neg_weight, "neg_weight", allow_zero=True)
 
     def forward(self, sim: Tensor) -> tuple[Tensor, Tensor]:
-        lp = F.softplus(self.scale_pos * (self.threshold - sim))
-        ln = F.softplus(self.scale_neg * (sim - self.threshold))
+        lp = F.softplus(sim.mul(-self.scale_pos).add_(self.scale_pos * self.threshold))
+        ln = F.softplus(sim.mul(self.scale_neg).sub_(self.scale_neg * self.threshold))
         return _scaled(lp, self.pos_weight), _scaled(ln, self.neg_weight)
 
     def extra_repr(self) -> str:
