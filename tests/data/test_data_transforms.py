@@ -56,23 +56,38 @@ def test_small_train_is_a_seeded_random_affine() -> None:
 
 
 def test_random_affine_identity_parameters() -> None:
-    x = torch.rand(2, 7, 5)
-    same = random_affine(x, max_degrees=0.0, scale=(1.0, 1.0), max_shift=0.0)
-    assert torch.allclose(same, x, atol=1e-6)
+    arr = np.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
+    same = random_affine(Image.fromarray(arr), max_degrees=0.0, scale=(1.0, 1.0), max_shift=0.0)
+    assert np.array_equal(np.asarray(same), arr)
 
 
 def test_random_affine_quarter_turn() -> None:
-    x = torch.zeros(1, 5, 5)
-    x[0, 0, 2] = 1.0  # top centre
+    arr = np.zeros((5, 5), dtype=np.uint8)
+    arr[0, 2] = 200  # top centre
     torch.manual_seed(0)
-    u = torch.rand(4)
+    u = torch.rand(4).tolist()
+    # the angle is max_degrees * (2 u0 - 1): choose max_degrees so that it is 90 degrees
     torch.manual_seed(0)
-    # with max_degrees=90 and the first draw u0, the angle is 90 (2 u0 - 1) degrees
-    out = random_affine(
-        x, max_degrees=90.0 / (2 * float(u[0]) - 1.0), scale=(1.0, 1.0), max_shift=0.0
+    out = random_affine(Image.fromarray(arr), 90.0 / (2 * u[0] - 1.0), (1.0, 1.0), max_shift=0.0)
+    moved = np.asarray(out)
+    assert abs(int(moved[2, 0]) + int(moved[2, 4]) - 200) <= 1  # to the middle of a side
+    assert abs(int(moved.sum()) - 200) <= 1
+
+
+def test_random_affine_shift_moves_the_centroid() -> None:
+    arr = np.zeros((20, 20), dtype=np.uint8)
+    arr[7:12, 8:11] = 255
+    torch.manual_seed(3)
+    u = torch.rand(4).tolist()
+    torch.manual_seed(3)
+    out = np.asarray(random_affine(Image.fromarray(arr), 0.0, (1.0, 1.0), max_shift=0.1)).astype(
+        float
     )
-    assert out.sum() == pytest.approx(1.0, abs=1e-5)
-    assert int(out[0].flatten().argmax()) in (2 * 5 + 0, 2 * 5 + 4)  # moved to the middle of a side
+    rows, cols = np.mgrid[0:20, 0:20]
+    before = np.array([(cols * arr).sum(), (rows * arr).sum()]) / arr.sum()
+    after = np.array([(cols * out).sum(), (rows * out).sum()]) / out.sum()
+    expected = np.array([(2 * u[2] - 1) * 0.1 * 20, (2 * u[3] - 1) * 0.1 * 20])
+    assert np.allclose(after - before, expected, atol=0.02)
 
 
 @pytest.mark.parametrize(("name", "size"), [("dml", 224), ("dml227", 227), ("caffe_bgr", 227)])

@@ -14,8 +14,11 @@ images are kept once. The ``num_chars`` pool characters with the most distinct r
 
 Rendering is deterministic (same font files, same images) and done once: the result is cached in
 ``cache_dir`` as an ``.npz`` keyed by the parameters, the font files (path, size, mtime), and the
-Pillow and FreeType versions. With the packages of ``scripts/install-glyph-fonts.sh`` (Debian),
-1,000 characters give about 45 images each. Memory O(N size^2) uint8 for N images.
+Pillow and FreeType versions. With the packages of ``scripts/install-glyph-fonts.sh`` (Debian
+12: 68 distinct faces), 1,000 characters give 64-67 images each, 65,202 in all, rendered in
+about 16 s and loaded from the cache in about 0.2 s (32 px). Weights of one family (Noto Sans CJK
+Regular / Medium, ...) are close, so even raw pixels reach a high precision@1; MAP@R (raw pixels
+about 0.40) is the informative metric. Memory O(N size^2) uint8 for N images.
 """
 
 from __future__ import annotations
@@ -132,9 +135,17 @@ def cache_path(
     """The cache file of these parameters and the current font files and renderer versions."""
     fonts = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in font_files(font_dir)]
     key = json.dumps(
-        [CACHE_VERSION, num_chars, image_size, min_faces, str(font_dir), fonts,
-         PIL.__version__, features.version("freetype2")]
-    )  # fmt: skip
+        [
+            CACHE_VERSION,
+            num_chars,
+            image_size,
+            min_faces,
+            str(font_dir),
+            fonts,
+            PIL.__version__,
+            features.version("freetype2"),
+        ]
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir / f"glyphs-{num_chars}c-{image_size}px-{digest}.npz"
 
@@ -149,8 +160,11 @@ def load_glyphs(
     """The rendered dataset from the cache, rendering and caching it first when absent."""
     path = cache_path(
         default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser(),
-        num_chars, image_size, min_faces, font_dir,
-    )  # fmt: skip
+        num_chars,
+        image_size,
+        min_faces,
+        font_dir,
+    )
     if path.is_file():
         with np.load(path) as cached:
             return {k: cached[k] for k in cached.files}

@@ -9,8 +9,8 @@
                 channels reversed to BGR, scaled to 0-255, minus ``[104, 117, 128]`` (B, G, R).
 ``"small"``     for small fixed-size sets (digits, Fashion-MNIST, glyphs). Train: a random affine
                 map (rotation within +-10 degrees, scale 0.9-1.1, shift within +-1/16 of the side,
-                zero fill); eval: none. Then ``(x - 0.5) / 0.5``. Plain torch, no torchvision.
-``"none"``      the image as float32 in [0, 1]. Plain torch.
+                zero fill); eval: none. Then ``(x - 0.5) / 0.5``. PIL and torch, no torchvision.
+``"none"``      the image as float32 in [0, 1]. PIL and torch.
 =============  =================================================================================
 
 With ``image_size`` the crop (or, for "small"/"none", the output side) changes; the DML presets then
@@ -27,7 +27,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -52,31 +51,34 @@ def to_tensor(img: Image.Image) -> Tensor:
 
 
 def random_affine(
-    x: Tensor,
+    img: Image.Image,
     max_degrees: float = 10.0,
     scale: tuple[float, float] = (0.9, 1.1),
     max_shift: float = 1 / 16,
-) -> Tensor:
-    """Apply one random rotation + scale + shift to ``x (C, H, W)``, zero fill, bilinear sampling.
+) -> Image.Image:
+    """One random rotation + scale + shift about the image centre, zero fill, bilinear sampling.
 
     Angle ``U(-max_degrees, max_degrees)``, scale ``U(*scale)``, shift ``U(-max_shift, max_shift)``
-    of the side per axis, drawn from torch's default generator. Memory O(C H W).
+    of the side per axis, drawn from torch's default generator. The output pixel ``o`` samples the
+    input at ``c + R(-angle) (o - c - shift) / scale`` (``c`` the centre). Cost O(H W).
     """
-    u = torch.rand(4)
-    angle = math.radians(max_degrees * (2.0 * float(u[0]) - 1.0))
-    zoom = scale[0] + (scale[1] - scale[0]) * float(u[1])
-    shift = (2.0 * u[2:] - 1.0) * max_shift * 2.0  # affine_grid coordinates span [-1, 1]
-    cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
-    theta = torch.tensor([[cos, -sin, float(shift[0])], [sin, cos, float(shift[1])]])
-    grid = F.affine_grid(theta[None], [1, *x.shape], align_corners=False)
-    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[
-        0
-    ]
+    u = torch.rand(4).tolist()
+    angle = math.radians(max_degrees * (2.0 * u[0] - 1.0))
+    zoom = scale[0] + (scale[1] - scale[0]) * u[1]
+    width, height = img.size
+    cx, cy = width / 2.0, height / 2.0
+    sx = cx + (2.0 * u[2] - 1.0) * max_shift * width
+    sy = cy + (2.0 * u[3] - 1.0) * max_shift * height
+    a, b = math.cos(angle) / zoom, math.sin(angle) / zoom
+    coeffs = (a, b, cx - a * sx - b * sy, -b, a, cy + b * sx - a * sy)
+    return img.transform(
+        img.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=0
+    )
 
 
 class TensorTransform:
-    """The plain-torch presets: to tensor, optional resize to ``image_size``, optional
-    :func:`random_affine`, optional ``(x - 0.5) / 0.5``."""
+    """The presets without torchvision: optional resize to ``image_size`` (bilinear, antialiased),
+    optional :func:`random_affine`, to tensor, optional ``(x - 0.5) / 0.5``."""
 
     def __init__(self, image_size: int | None, augment: bool, normalize: bool) -> None:
         if image_size is not None and image_size < 1:
@@ -86,12 +88,11 @@ class TensorTransform:
         self.normalize = normalize
 
     def __call__(self, img: Image.Image) -> Tensor:
-        x = to_tensor(img)
-        if self.image_size is not None and tuple(x.shape[1:]) != (self.image_size,) * 2:
-            size = (self.image_size, self.image_size)
-            x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True)[0]
+        if self.image_size is not None and img.size != (self.image_size, self.image_size):
+            img = img.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
         if self.augment:
-            x = random_affine(x)
+            img = random_affine(img)
+        x = to_tensor(img)
         return (x - 0.5) / 0.5 if self.normalize else x
 
 
