@@ -1,6 +1,6 @@
-"""Evaluation: exact chunked kNN, retrieval and clustering metrics, the evaluator."""
+"""Evaluation: exact chunked kNN and ranking, retrieval and clustering metrics, the evaluator."""
 
-from dmlkit.evaluation.clustering import ami, clustering_f1, kmeans, nmi
+from dmlkit.evaluation.clustering import ami, clustering_f1, nmi
 from dmlkit.evaluation.evaluator import (
     DEFAULT_METRICS,
     METRIC_NAMES,
@@ -10,7 +10,10 @@ from dmlkit.evaluation.evaluator import (
 )
 from dmlkit.evaluation.extract import extract_embeddings
 from dmlkit.evaluation.knn import knn
+from dmlkit.evaluation.lloyd import kmeans
+from dmlkit.evaluation.ranking import Ranking, rank_references
 from dmlkit.evaluation.retrieval import (
+    first_relevant_rank,
     map_at_k,
     map_at_r,
     mrr,
@@ -24,10 +27,12 @@ __all__ = [
     "METRIC_NAMES",
     "STANDARD_KS",
     "EvalResult",
+    "Ranking",
     "ami",
     "clustering_f1",
     "evaluate",
     "extract_embeddings",
+    "first_relevant_rank",
     "kmeans",
     "knn",
     "map_at_k",
@@ -36,5 +41,6 @@ __all__ = [
     "nmi",
     "precision_at_k",
     "r_precision",
+    "rank_references",
     "recall_at_k",
 ]

@@ -4,18 +4,26 @@
     result = evaluate(query_emb, query_labels, gallery_emb, gallery_labels)   # query / gallery
     result.to_dict()  # {"recall@1": ..., "precision@1": ..., "r_precision": ..., "map@r": ..., ...}
 
-The kNN is computed once (k = the largest K asked for, or the largest R for R-precision and
-MAP@R), exactly and in memory-bounded chunks; every retrieval metric is read off the neighbour
-labels. Relevance: same class id, or at least one shared label for multi-hot labels ``(N, C)``.
-A query whose class has no other reference (R = 0) cannot be scored: it is excluded from every
-mean and counted in ``num_excluded_queries`` (never a NaN). ``average="per_class"`` averages the
-per-class means instead of the per-query values. NMI, AMI and F1 cluster the query embeddings with
-k-means into as many clusters as there are query classes.
+The references are ranked once, exactly and in memory-bounded blocks (:mod:`.ranking`): a top-K
+list with K the largest list length a metric needs (R_max = the largest number of relevant
+references for R-precision and MAP@R, max(ks) for Precision@k and MAP@k), and the exact rank of
+each query's first relevant reference for Recall@k and MRR (any k, no K x N list). Relevance:
+same class id, or at least one shared label for multi-hot labels ``(N, C)``.
+
+A query with no relevant reference (R = 0: its class has no other item, or no gallery item) cannot
+be scored: it is excluded from every mean and counted in ``num_excluded_queries`` (never a NaN).
+``average="per_class"`` averages the per-class means instead of the per-query values. NMI, AMI and
+F1 cluster the query embeddings with k-means (:mod:`.lloyd`) into as many clusters as there are
+query classes.
+
+Semantics match pytorch-metric-learning's AccuracyCalculator (``precision_at_1``,
+``r_precision``, ``mean_average_precision_at_r``, ``mean_reciprocal_rank`` with ``k=None``, NMI,
+AMI) and the official DRO / Multi-Similarity Recall@K.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -23,7 +31,9 @@ from torch import Tensor
 
 from dmlkit.core.checks import check_embeddings, check_labels
 from dmlkit.evaluation import clustering, retrieval
-from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, chunk_rows, knn
+from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, METRICS, chunk_rows, knn
+from dmlkit.evaluation.lloyd import kmeans
+from dmlkit.evaluation.ranking import neighbour_relevance, rank_references
 
 STANDARD_KS: dict[str, tuple[int, ...]] = {
     "cub": (1, 2, 4, 8),
@@ -45,11 +55,16 @@ METRIC_NAMES: tuple[str, ...] = (
 )
 DEFAULT_METRICS: tuple[str, ...] = ("recall", "precision@1", "r_precision", "map@r", "nmi")
 _CLUSTERING = ("nmi", "ami", "f1")
+_BY_FIRST_RANK = ("recall", "mrr")
 
 
 @dataclass
 class EvalResult:
-    """Metric values (float) plus the query counts they were computed on."""
+    """Metric values (float) plus the query counts they were computed on.
+
+    ``num_queries``: queries scored by the retrieval metrics; ``num_excluded_queries``: queries
+    left out because no reference is relevant to them.
+    """
 
     metrics: dict[str, float]
     num_queries: int
@@ -57,6 +72,7 @@ class EvalResult:
     ks: tuple[int, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, float]:
+        """The metrics plus ``"num_queries"`` and ``"num_excluded_queries"``, all as floats."""
         return {
             **self.metrics,
             "num_queries": float(self.num_queries),
@@ -67,7 +83,7 @@ class EvalResult:
 def _num_relevant(
     q_labels: Tensor, r_labels: Tensor, leave_one_out: bool, memory_bytes: int
 ) -> Tensor:
-    """R_i: references relevant to each query (itself excluded when ref = query)."""
+    """R_i ``(Q,)``: references relevant to each query (itself excluded when ref = query)."""
     if q_labels.ndim == 1:
         classes, inverse = torch.unique(torch.cat([q_labels, r_labels]), return_inverse=True)
         counts = torch.bincount(inverse[q_labels.shape[0] :], minlength=classes.shape[0])
@@ -79,19 +95,153 @@ def _num_relevant(
     return n - int(leave_one_out)
 
 
-def _relevance(q_labels: Tensor, neighbour_labels: Tensor) -> Tensor:
-    if q_labels.ndim == 1:
-        return neighbour_labels == q_labels[:, None]
-    return (neighbour_labels.bool() & q_labels.bool()[:, None, :]).any(-1)
-
-
-def _average(values: Tensor, labels: Tensor | None) -> float:
-    if labels is None:
+def _average(values: Tensor, groups: Tensor | None) -> float:
+    """Mean of per-query ``values``; with ``groups`` the mean of the per-group means."""
+    if groups is None:
         return float(values.mean())
-    _, inverse = torch.unique(labels, return_inverse=True)
+    _, inverse = torch.unique(groups, return_inverse=True)
     sums = torch.zeros(int(inverse.max()) + 1, dtype=torch.float64).index_add_(0, inverse, values)
-    counts = torch.bincount(inverse).double()
-    return float((sums / counts).mean())
+    return float((sums / torch.bincount(inverse).double()).mean())
+
+
+def _check_inputs(
+    query_emb: Tensor,
+    query_labels: Tensor,
+    ref_emb: Tensor | None,
+    ref_labels: Tensor | None,
+    wanted: tuple[str, ...],
+    ks: tuple[int, ...],
+    average: str,
+    metric: str,
+    backends: tuple[str, str],
+) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    for name, backend in zip(("knn_backend", "kmeans_backend"), backends, strict=True):
+        if backend not in ("torch", "faiss"):
+            raise ValueError(f"{name}: expected 'torch' or 'faiss', got {backend!r}")
+    unknown = sorted(set(wanted) - set(METRIC_NAMES))
+    if unknown:
+        raise ValueError(f"metrics: unknown {unknown}; expected names from {METRIC_NAMES}")
+    if not wanted:
+        raise ValueError("metrics: expected at least one metric name, got none")
+    if average not in ("micro", "per_class"):
+        raise ValueError(f"average: expected 'micro' or 'per_class', got {average!r}")
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError(f"ks: expected one or more positive integers, got {ks}")
+    check_embeddings(query_emb, "query_emb")
+    check_labels(query_labels, query_emb.shape[0], "query_labels")
+    if ref_emb is None:
+        if ref_labels is not None:
+            raise ValueError("ref_labels: given without ref_emb; pass both or neither")
+    else:
+        check_embeddings(ref_emb, "ref_emb")
+        if ref_emb.shape[1] != query_emb.shape[1]:
+            raise ValueError(
+                f"ref_emb: expected dim D={query_emb.shape[1]} like query_emb, "
+                f"got {ref_emb.shape[1]}"
+            )
+        if ref_labels is None:
+            raise ValueError("ref_labels: expected labels for ref_emb, got None")
+        check_labels(ref_labels, ref_emb.shape[0], "ref_labels")
+        if ref_labels.ndim != query_labels.ndim or (
+            ref_labels.ndim == 2 and ref_labels.shape[1] != query_labels.shape[1]
+        ):
+            raise ValueError(
+                f"ref_labels: expected the label form of query_labels {tuple(query_labels.shape)}"
+                f" (ids or multi-hot with the same C), got {tuple(ref_labels.shape)}"
+            )
+    if query_labels.ndim != 1:
+        if average == "per_class":
+            raise ValueError("average='per_class' needs class ids (N,), got multi-hot labels")
+        if any(m in _CLUSTERING for m in wanted):
+            raise ValueError("nmi/ami/f1 need class ids (N,), got multi-hot labels")
+
+
+def _retrieval_metrics(
+    wanted: list[str],
+    ks: tuple[int, ...],
+    relevant: Tensor,
+    first_rank: Tensor,
+    num_relevant: Tensor,
+    groups: Tensor | None,
+) -> dict[str, float]:
+    """Average each requested metric over the scored queries (see :mod:`.retrieval`)."""
+    r_max = int(num_relevant.max())
+    per_k: dict[str, tuple[str, Callable[[int], Tensor]]] = {
+        "recall": ("recall@{}", lambda k: retrieval.recall_at_k(first_rank, k)),
+        "precision_at_k": (
+            "precision@{}",
+            lambda k: retrieval.precision_at_k(relevant[:, :k], k),
+        ),
+        "map_at_k": (
+            "map@{}",
+            lambda k: retrieval.map_at_k(relevant[:, :k], num_relevant, k),
+        ),
+    }
+    single: dict[str, Callable[[], Tensor]] = {
+        "precision@1": lambda: retrieval.precision_at_k(relevant[:, :1], 1),
+        "r_precision": lambda: retrieval.r_precision(relevant[:, :r_max], num_relevant),
+        "map@r": lambda: retrieval.map_at_r(relevant[:, :r_max], num_relevant),
+        "mrr": lambda: retrieval.mrr(first_rank),
+    }
+    results: dict[str, float] = {}
+    for name in wanted:
+        if name in per_k:
+            key, fn = per_k[name]
+            for k in ks:
+                results[key.format(k)] = _average(fn(k), groups)
+        else:
+            results[name] = _average(single[name](), groups)
+    return results
+
+
+def _rank(
+    query_emb: Tensor,
+    q_labels: Tensor,
+    ref_emb: Tensor | None,
+    r_labels: Tensor,
+    wanted: tuple[str, ...],
+    ks: tuple[int, ...],
+    r_max: int,
+    metric: str,
+    memory_bytes: int,
+    device: torch.device | str | None,
+    backend: str,
+) -> tuple[Tensor, Tensor]:
+    """Relevance of each query's top-K list ``(Q, K)`` and its first-relevant rank ``(Q,)``.
+
+    K: R_max for R-precision and MAP@R, max(ks) for Precision@k and MAP@k (and for Recall@k with
+    faiss, which gives no full ranking), at least 1.
+    """
+    available = r_labels.shape[0] - int(ref_emb is None)
+    per_k = [m for m in wanted if m in ("recall", "precision_at_k", "map_at_k")]
+    if per_k and max(ks) > available:
+        raise ValueError(f"ks: expected k <= {available} references for {per_k}, got {max(ks)}")
+    list_len = 1
+    if (
+        "precision_at_k" in wanted
+        or "map_at_k" in wanted
+        or ("recall" in wanted and backend == "faiss")
+    ):
+        list_len = max(ks)
+    if "r_precision" in wanted or "map@r" in wanted:
+        list_len = max(list_len, r_max)
+    if backend == "faiss":
+        if "mrr" in wanted:
+            raise ValueError(
+                "metrics: 'mrr' needs the full ranking; knn_backend='faiss' gives top-K lists"
+            )
+        index, _ = knn(query_emb, ref_emb, list_len, metric, memory_bytes, device, "faiss")
+        relevant = neighbour_relevance(q_labels, r_labels, index, memory_bytes)
+        return relevant, retrieval.first_relevant_rank(relevant)
+    if any(m in _BY_FIRST_RANK for m in wanted):  # a short list resolves most first ranks
+        list_len = max(list_len, min(available, 16))
+    r_given = None if ref_emb is None else r_labels
+    ranking = rank_references(
+        query_emb, q_labels, ref_emb, r_given, list_len, metric, memory_bytes, device
+    )
+    return neighbour_relevance(q_labels, r_labels, ranking.index, memory_bytes), ranking.first_rank
 
 
 def evaluate(
@@ -110,38 +260,38 @@ def evaluate(
     seed: int = 0,
     kmeans_restarts: int = 1,
 ) -> EvalResult:
-    """Retrieval and clustering metrics; see the module docstring. ``ref_emb=None`` means
-    leave-one-out retrieval among the queries."""
-    wanted = tuple(DEFAULT_METRICS if metrics is None else metrics)
-    unknown = sorted(set(wanted) - set(METRIC_NAMES))
-    if unknown:
-        raise ValueError(f"metrics: unknown {unknown}; expected names from {METRIC_NAMES}")
-    if average not in ("micro", "per_class"):
-        raise ValueError(f"average: expected 'micro' or 'per_class', got {average!r}")
-    ks = tuple(int(k) for k in ks)
-    if any(k < 1 for k in ks):
-        raise ValueError(f"ks: expected positive integers, got {ks}")
-    check_embeddings(query_emb, "query_emb")
-    check_labels(query_labels, query_emb.shape[0], "query_labels")
-    leave_one_out = ref_emb is None
-    if leave_one_out:
-        if ref_labels is not None:
-            raise ValueError("ref_labels: given without ref_emb; pass both or neither")
-        r_labels = query_labels
-    else:
-        check_embeddings(ref_emb, "ref_emb")
-        if ref_labels is None:
-            raise ValueError("ref_labels: expected labels for ref_emb, got None")
-        check_labels(ref_labels, ref_emb.shape[0], "ref_labels")
-        if ref_labels.ndim != query_labels.ndim:
-            raise ValueError(
-                "ref_labels: expected the same label form (ids or multi-hot) as queries"
-            )
-        r_labels = ref_labels
-    if average == "per_class" and query_labels.ndim != 1:
-        raise ValueError("average='per_class' needs class ids (N,), got multi-hot labels")
-    q_labels, r_labels = query_labels.cpu(), r_labels.cpu()
+    """Retrieval and clustering metrics of ``query_emb (Q, D)`` against ``ref_emb (R, D)``.
 
+    ``ref_emb=None``: leave-one-out retrieval among the queries (each query's own row excluded by
+    index). ``metrics``: names from :data:`METRIC_NAMES` (default :data:`DEFAULT_METRICS`);
+    ``"recall"``, ``"precision_at_k"`` and ``"map_at_k"`` give one value per k of ``ks``.
+    ``metric``: ``"cosine"``, ``"dot"`` or ``"euclidean"``. ``memory_bytes``: scratch bound of the
+    ranking and k-means. ``device``: where the products run (default: that of ``query_emb``).
+    ``knn_backend="faiss"`` ranks with faiss (top-K lists only, so no ``"mrr"``).
+    ``seed``/``kmeans_restarts``: the k-means generator and its number of restarts.
+    See the module docstring for the semantics.
+
+    >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> labels = torch.tensor([0, 0, 1, 1])
+    >>> evaluate(emb, labels, metrics=["recall", "map@r"], ks=(1,)).to_dict()
+    {'recall@1': 1.0, 'map@r': 1.0, 'num_queries': 4.0, 'num_excluded_queries': 0.0}
+    """
+    wanted = tuple(DEFAULT_METRICS if metrics is None else metrics)
+    ks = tuple(int(k) for k in ks)
+    _check_inputs(
+        query_emb,
+        query_labels,
+        ref_emb,
+        ref_labels,
+        wanted,
+        ks,
+        average,
+        metric,
+        (knn_backend, kmeans_backend),
+    )
+    leave_one_out = ref_emb is None
+    q_labels = query_labels.cpu()
+    r_labels = q_labels if ref_labels is None else ref_labels.cpu()
     num_relevant = _num_relevant(q_labels, r_labels, leave_one_out, memory_bytes)
     valid = num_relevant > 0
     results: dict[str, float] = {}
@@ -149,54 +299,32 @@ def evaluate(
     if retrieval_wanted:
         if not bool(valid.any()):
             raise ValueError(
-                "query_labels: no query has a relevant reference (every class has a single item), "
-                "so no retrieval metric can be computed"
+                "query_labels: no query has a relevant reference (every query class is missing "
+                "from the references), so no retrieval metric can be computed"
             )
-        available = r_labels.shape[0] - int(leave_one_out)
-        needs_r = any(m in ("r_precision", "map@r") for m in wanted)
-        k_needed = (
-            max([*ks, 1])
-            if any(m in ("recall", "precision_at_k", "map_at_k") for m in wanted)
-            else 1
+        relevant, first_rank = _rank(
+            query_emb,
+            q_labels,
+            ref_emb,
+            r_labels,
+            wanted,
+            ks,
+            int(num_relevant[valid].max()),
+            metric,
+            memory_bytes,
+            device,
+            knn_backend,
         )
-        if needs_r:
-            k_needed = max(k_needed, int(num_relevant[valid].max()))
-        if k_needed > available:
-            raise ValueError(f"ks: expected K <= {available} references, got {k_needed}")
-        if leave_one_out:
-            index, _ = knn(query_emb, None, k_needed, metric, memory_bytes, device, knn_backend)
-            index = index[valid]
-        else:
-            q_emb = query_emb[valid.to(query_emb.device)]
-            index, _ = knn(q_emb, ref_emb, k_needed, metric, memory_bytes, device, knn_backend)
-        rel = _relevance(q_labels[valid], r_labels[index])
-        n_rel = num_relevant[valid]
-        group = q_labels[valid] if average == "per_class" else None
-        per_k = {
-            "recall": ("recall@{}", lambda k: retrieval.recall_at_k(rel, k)),
-            "precision_at_k": ("precision@{}", lambda k: retrieval.precision_at_k(rel, k)),
-            "map_at_k": ("map@{}", lambda k: retrieval.map_at_k(rel, n_rel, k)),
-        }
-        single = {
-            "precision@1": lambda: retrieval.precision_at_k(rel, 1),
-            "r_precision": lambda: retrieval.r_precision(rel, n_rel),
-            "map@r": lambda: retrieval.map_at_r(rel, n_rel),
-            "mrr": lambda: retrieval.mrr(rel),
-        }
-        for name in retrieval_wanted:
-            if name in per_k:
-                key, fn = per_k[name]
-                for k in ks:
-                    results[key.format(k)] = _average(fn(k), group)
-            else:
-                results[name] = _average(single[name](), group)
+        groups = q_labels[valid] if average == "per_class" else None
+        scored = (relevant[valid], first_rank[valid], num_relevant[valid])
+        results.update(_retrieval_metrics(retrieval_wanted, ks, *scored, groups))
     clustering_wanted = [m for m in wanted if m in _CLUSTERING]
     if clustering_wanted:
-        if q_labels.ndim != 1:
-            raise ValueError("nmi/ami/f1 need class ids (N,), got multi-hot labels")
         k = int(torch.unique(q_labels).numel())
         points = clustering.embedding_kmeans_input(query_emb, metric)
-        assign = clustering.kmeans(
+        if device is not None:
+            points = points.to(device)
+        assign = kmeans(
             points, k, seed, kmeans_restarts, memory_bytes=memory_bytes, backend=kmeans_backend
         )
         scorers = {"nmi": clustering.nmi, "ami": clustering.ami, "f1": clustering.clustering_f1}

@@ -20,12 +20,20 @@ def _progress(done: int, total: int | None, start: float) -> None:
 def extract_embeddings(
     model: nn.Module,
     loader: Iterable,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     progress: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Embed every batch ``(images, labels, ...)`` of ``loader``; returns ``(emb (N, D) float32,
-    labels (N,) int64)`` on the CPU. The model runs in eval mode under ``torch.no_grad`` and gets
-    its previous train/eval mode back afterwards."""
+    """Embed every batch ``(images, labels, ...)`` of ``loader`` (extra items are ignored).
+
+    Returns ``(emb (N, D) float32, labels (N,) int64)`` on the CPU, in loader order. The model
+    runs in eval mode under ``torch.no_grad`` and gets its previous train/eval mode back
+    afterwards. ``device``: where the images go (default: the device of the model's first
+    parameter, else the CPU). ``progress``: a batch counter with the rate on stderr. Memory: the
+    embeddings, O(N D).
+    """
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     embeddings, labels = [], []
@@ -34,6 +42,10 @@ def extract_embeddings(
     try:
         with torch.no_grad():
             for step, batch in enumerate(loader, 1):
+                if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                    raise TypeError(
+                        f"loader: expected batches (images, labels, ...), got {type(batch).__name__}"
+                    )
                 images, targets = batch[0], batch[1]
                 out = model(images.to(device))
                 embeddings.append(out.float().cpu())

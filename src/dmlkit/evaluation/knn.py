@@ -1,66 +1,126 @@
 """Exact k-nearest neighbours, chunked over queries under a memory bound.
 
 ``knn(query (Q, D), ref (R, D) | None, k)`` returns ``(indices (Q, k) int64, scores (Q, k) float32)``
-sorted best first. ``ref=None`` searches the queries among themselves and removes each query's own
-row *by index*, so duplicates of a query elsewhere stay retrievable. Scores are similarities
-(``cosine``, ``dot``) or negated squared distances (``euclidean``). Ties are broken by the lower
-reference index, so results are deterministic across chunk sizes and devices.
+on the CPU, sorted best first. ``ref=None`` searches the queries among themselves and removes each
+query's own row *by index*, so duplicates of a query elsewhere stay retrievable. Scores are
+similarities (``cosine``, ``dot``) or negated squared distances (``euclidean``):
 
-Memory: the scratch of one chunk is ``chunk x R`` float32 scores (plus their top-k), chosen so it
-stays under ``memory_bytes`` (default 1 GiB); time O(Q R D). ``backend="faiss"`` uses an exact flat
-faiss index instead (``pip install dmlkit[faiss]``).
+    cosine:     s_ij = q_i·r_j / (|q_i| |r_j|)
+    dot:        s_ij = q_i·r_j
+    euclidean:  s_ij = -|q_i - r_j|^2 = 2 q_i·r_j - |r_j|^2 - |q_i|^2
+
+Ties are broken by the lower reference index, so results are deterministic across chunk sizes and
+devices.
+
+Memory: one block of ``rows x R`` float32 scores, reused from block to block, sized with its
+top-k scratch to stay under ``memory_bytes`` (default 1 GiB); time O(Q R D). ``backend="faiss"``
+uses an exact flat faiss index instead (``pip install dmlkit[faiss]``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dmlkit.core.checks import check_embeddings, check_same_dim
+from dmlkit.core.checks import check_embeddings
 
 METRICS: tuple[str, ...] = ("cosine", "dot", "euclidean")
 DEFAULT_MEMORY_BYTES = 1 << 30
 
 
 def chunk_rows(num_ref: int, memory_bytes: int) -> int:
-    """Queries per chunk so that two ``chunk x num_ref`` float32 buffers fit in ``memory_bytes``."""
+    """Rows per block so that two ``rows x num_ref`` float32 buffers (scores and their
+    reduction scratch) fit in ``memory_bytes``; at least one row."""
     return max(1, int(memory_bytes) // (8 * max(num_ref, 1)))
 
 
-def _prepare(x: Tensor, metric: str, device: torch.device) -> Tensor:
-    x = x.to(device=device, dtype=torch.float32)
+def score_blocks(
+    query: Tensor,
+    ref: Tensor,
+    memory_bytes: int,
+    alpha: float = 1.0,
+    bias: Tensor | None = None,
+) -> Iterator[tuple[int, Tensor]]:
+    """Yield ``(start, alpha * query[start:start + rows] @ ref.T + bias)`` block by block.
+
+    Shapes: ``query (Q, D)``, ``ref (R, D)``, ``bias (R,)`` or None; each block is ``(rows, R)``
+    with ``rows = chunk_rows(R, memory_bytes)``. Every block is written into one buffer allocated
+    once (no fresh pages per block), so a block is overwritten by the next: consume it before
+    advancing the iterator.
+    """
+    step = min(chunk_rows(ref.shape[0], memory_bytes), query.shape[0])
+    buffer = torch.empty(step, ref.shape[0], dtype=query.dtype, device=query.device)
+    for start in range(0, query.shape[0], step):
+        block = query[start : start + step]
+        out = buffer[: block.shape[0]]
+        if bias is None:
+            torch.mm(block, ref.T, out=out)
+            if alpha != 1.0:
+                out.mul_(alpha)
+        else:
+            torch.addmm(bias, block, ref.T, alpha=alpha, out=out)
+        yield start, out
+
+
+def prepare_embeddings(x: Tensor, metric: str, device: torch.device) -> Tensor:
+    """Float32 copy of ``x`` on ``device``, rows L2-normalised for ``cosine``."""
+    x = x.detach().to(device=device, dtype=torch.float32)
     return F.normalize(x, dim=1) if metric == "cosine" else x
 
 
-def _scores(q: Tensor, r: Tensor, r_sq: Tensor | None) -> Tensor:
-    s = q @ r.T
-    if r_sq is not None:  # -|q - r|^2 up to the per-row constant |q|^2 (same ranking)
-        s.mul_(2.0).sub_(r_sq[None, :])
-    return s
-
-
-def _stable_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Top-k per row, best first, ties broken by lower column index (exact, deterministic).
+def stable_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Top-k per row of ``s (rows, R)``, best first, ties broken by lower column index (exact).
 
     One ``topk`` of k + 1 finds the rows where a tie crosses the cut; only those rows are sorted
-    in full. Within the top k, equal scores are ordered by index.
+    in full. Within the top k, equal scores are ordered by index. Scratch O(rows k).
     """
     extra = min(k + 1, s.shape[1])
     vals, idx = torch.topk(s, extra, dim=1)
-    crossing = (
-        vals[:, k - 1] == vals[:, k]
-        if extra > k
-        else torch.zeros_like(vals[:, 0], dtype=torch.bool)
-    )
     idx = idx[:, :k]
-    if bool(crossing.any()):  # rare: duplicated embeddings at the cut
-        rows = torch.nonzero(crossing).squeeze(1)
-        idx[rows] = torch.sort(s[rows], dim=1, descending=True, stable=True).indices[:, :k]
+    if extra > k:
+        crossing = torch.nonzero(vals[:, k - 1] == vals[:, k]).squeeze(1)
+        if crossing.numel():  # rare: duplicated embeddings at the cut
+            order = torch.sort(s[crossing], dim=1, descending=True, stable=True).indices
+            idx[crossing] = order[:, :k]
     idx = torch.sort(idx, dim=1).values
     vals = torch.gather(s, 1, idx)
     order = torch.sort(vals, dim=1, descending=True, stable=True).indices
     return torch.gather(idx, 1, order), torch.gather(vals, 1, order)
+
+
+def topk_blocks(
+    query: Tensor,
+    ref: Tensor | None,
+    k: int,
+    metric: str = "cosine",
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    device: torch.device | str | None = None,
+) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
+    """Exact top-``k`` block by block; yields ``(start, scores, index, values)``.
+
+    ``scores (rows, R)``: the block's ranking scores (for ``euclidean`` without the row constant
+    ``-|q|^2``), own rows at ``-inf`` when ``ref`` is None; it lives in a reused buffer, valid
+    until the next block. ``index, values (rows, k)``: the block's top-k as :func:`knn` returns
+    them, on ``device``. Inputs are assumed validated (see :func:`knn`).
+    """
+    dev = torch.device(device) if device is not None else query.device
+    q_all = prepare_embeddings(query, metric, dev)
+    r_all = q_all if ref is None else prepare_embeddings(ref, metric, dev)
+    euclidean = metric == "euclidean"
+    alpha, bias = (2.0, -(r_all * r_all).sum(1)) if euclidean else (1.0, None)
+    for start, s in score_blocks(q_all, r_all, memory_bytes, alpha, bias):
+        rows = s.shape[0]
+        if ref is None:
+            own = torch.arange(rows, device=dev)
+            s[own, own + start] = float("-inf")
+        idx, val = stable_topk(s, k)
+        if euclidean:
+            q = q_all[start : start + rows]
+            val = val - (q * q).sum(1, keepdim=True)
+        yield start, s, idx, val
 
 
 def knn(
@@ -72,40 +132,43 @@ def knn(
     device: torch.device | str | None = None,
     backend: str = "torch",
 ) -> tuple[Tensor, Tensor]:
-    """Exact top-``k`` references of every query; see the module docstring."""
-    if metric not in METRICS:
-        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-    check_embeddings(query, "query")
-    exclude_self = ref is None
-    if ref is not None:
-        check_embeddings(ref, "ref")
-        check_same_dim(query, ref)
-    num_ref = query.shape[0] if ref is None else ref.shape[0]
-    available = num_ref - int(exclude_self)
-    if not 1 <= k <= available:
-        raise ValueError(f"k: expected 1 <= k <= {available} (references available), got {k}")
+    """Exact top-``k`` references of every query; see the module docstring.
+
+    ``device``: where the products run (default: the device of ``query``); results come back on
+    the CPU. ``backend``: ``"torch"`` (default) or ``"faiss"``.
+
+    >>> q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
+    >>> knn(q, None, k=1)[0].tolist()  # leave-one-out: 0 <-> 2, and 1's nearest other is 2
+    [[2], [2], [0]]
+    """
+    check_knn_arguments(query, ref, k, metric, backend)
     if backend == "faiss":
-        return _faiss_knn(query, query if ref is None else ref, k, metric, exclude_self)
-    if backend != "torch":
-        raise ValueError(f"backend: expected 'torch' or 'faiss', got {backend!r}")
-    dev = torch.device(device) if device is not None else query.device
-    q_all = _prepare(query, metric, dev)
-    r_all = q_all if ref is None else _prepare(ref, metric, dev)
-    r_sq = (r_all * r_all).sum(1) if metric == "euclidean" else None
-    step = chunk_rows(num_ref, memory_bytes)
+        return _faiss_knn(query, query if ref is None else ref, k, metric, ref is None)
     out_idx, out_val = [], []
-    for start in range(0, q_all.shape[0], step):
-        q = q_all[start : start + step]
-        s = _scores(q, r_all, r_sq)
-        if exclude_self:
-            rows = torch.arange(q.shape[0], device=dev)
-            s[rows, rows + start] = float("-inf")
-        idx, val = _stable_topk(s, k)
-        if r_sq is not None:
-            val = val - (q * q).sum(1, keepdim=True)  # back to -|q - r|^2
+    for _, _, idx, val in topk_blocks(query, ref, k, metric, memory_bytes, device):
         out_idx.append(idx.cpu())
         out_val.append(val.cpu())
     return torch.cat(out_idx), torch.cat(out_val)
+
+
+def check_knn_arguments(
+    query: Tensor, ref: Tensor | None, k: int, metric: str, backend: str
+) -> None:
+    """Validate :func:`knn`'s inputs; ``ValueError``/``TypeError`` naming what came."""
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    if backend not in ("torch", "faiss"):
+        raise ValueError(f"backend: expected 'torch' or 'faiss', got {backend!r}")
+    check_embeddings(query, "query")
+    if ref is not None:
+        check_embeddings(ref, "ref")
+        if query.shape[1] != ref.shape[1]:
+            raise ValueError(
+                f"ref: expected embedding dim D={query.shape[1]} like query, got {ref.shape[1]}"
+            )
+    available = query.shape[0] - 1 if ref is None else ref.shape[0]
+    if not 1 <= k <= available:
+        raise ValueError(f"k: expected 1 <= k <= {available} (references available), got {k}")
 
 
 def _faiss_knn(
@@ -113,12 +176,12 @@ def _faiss_knn(
 ) -> tuple[Tensor, Tensor]:
     try:
         import faiss  # type: ignore[import-not-found]
-    except ImportError as err:  # pragma: no cover - depends on the environment
+    except ImportError as err:
         raise ImportError(
             "backend='faiss' needs faiss: pip install 'dmlkit[faiss]' (or faiss-cpu / faiss-gpu)"
         ) from err
-    q = _prepare(query, metric, torch.device("cpu")).contiguous().numpy()
-    r = _prepare(ref, metric, torch.device("cpu")).contiguous().numpy()
+    q = prepare_embeddings(query, metric, torch.device("cpu")).contiguous().numpy()
+    r = prepare_embeddings(ref, metric, torch.device("cpu")).contiguous().numpy()
     index = (
         faiss.IndexFlatL2(r.shape[1]) if metric == "euclidean" else faiss.IndexFlatIP(r.shape[1])
     )
@@ -131,7 +194,7 @@ def _faiss_knn(
     if exclude_self:
         own = torch.arange(q.shape[0])[:, None]
         keep = idx_t != own
-        # drop each row's own index (or its last entry when the query itself was not returned)
+        # drop each row's own index, or its last entry when a duplicate pushed the query out
         keep[keep.all(1), -1] = False
         idx_t = idx_t[keep].view(q.shape[0], k)
         val_t = val_t[keep].view(q.shape[0], k)

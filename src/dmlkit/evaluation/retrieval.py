@@ -1,24 +1,31 @@
-"""Retrieval metrics from ranked neighbour relevance.
+"""Retrieval metrics, per query, from a ranked list of references.
 
-Inputs: ``relevant (Q, K)`` bool, whether the j-th retrieved reference of query i is relevant
-(best first), and ``num_relevant (Q,)``: how many references are relevant to query i (the query
-itself excluded), R_i. Queries with R_i = 0 must be removed before (see :mod:`.evaluator`).
-Every function returns per-query values ``(Q,)`` in float64; averaging is the caller's.
+Two inputs describe a query's ranking (references sorted best first, ties by lower index):
 
-- Recall@k (DML papers):  1[any relevant among the top k]
+- ``relevant (Q, K)`` bool: whether the j-th retrieved reference is relevant to query i, with
+  ``num_relevant (Q,)``, R_i, the number of references relevant to query i (itself excluded);
+- ``first_rank (Q,)`` int64: the 0-based rank of the first relevant reference in the full
+  ranking, ``-1`` when there is none (:func:`first_relevant_rank` reads it off a ``relevant``
+  list; the evaluator computes it exactly over all references).
+
+Queries with R_i = 0 must be removed before (see :mod:`.evaluator`). Every function returns
+per-query values ``(Q,)`` in float64; averaging is the caller's.
+
+- Recall@k (DML papers):  1[first_rank_i < k], i.e. any relevant among the top k
+- MRR:                    1 / (first_rank_i + 1), 0 when no reference is relevant
 - Precision@k:            (1/k) Σ_{j<k} rel_ij
 - R-Precision:            (1/R_i) Σ_{j<R_i} rel_ij
 - MAP@R (Musgrave 2020):  (1/R_i) Σ_{j<R_i} P_i(j) rel_ij,  P_i(j) = (1/j) Σ_{l<=j} rel_il
 - MAP@k:                  (1/min(R_i, k)) Σ_{j<k} P_i(j) rel_ij
-- MRR:                    1 / (rank of the first relevant), 0 if none in the K retrieved
 
 >>> import torch
 >>> rel = torch.tensor([[True, False, True, False], [False, True, True, True]])
 >>> r = torch.tensor([2, 3])
->>> recall_at_k(rel, 1).tolist(), map_at_r(rel, r).tolist()
-([1.0, 0.0], [0.5, 0.38888888888888884])
->>> r_precision(rel, r).tolist(), mrr(rel).tolist()
-([0.5, 0.6666666666666666], [1.0, 0.5])
+>>> first = first_relevant_rank(rel)
+>>> first.tolist(), recall_at_k(first, 1).tolist(), mrr(first).tolist()
+([0, 1], [1.0, 0.0], [1.0, 0.5])
+>>> r_precision(rel, r).tolist(), map_at_r(rel, r).tolist()
+([0.5, 0.6666666666666666], [0.5, 0.38888888888888884])
 """
 
 from __future__ import annotations
@@ -32,14 +39,25 @@ def _check_k(relevant: Tensor, k: int) -> None:
         raise ValueError(f"k: expected 1 <= k <= {relevant.shape[1]} retrieved, got {k}")
 
 
-def recall_at_k(relevant: Tensor, k: int) -> Tensor:
-    """``R@k_i = 1[Σ_{j<k} rel_ij > 0]``: a hit if any of the top ``k`` is relevant (DML papers).
+def first_relevant_rank(relevant: Tensor) -> Tensor:
+    """0-based rank of the first relevant entry of each row of ``relevant (Q, K)``, -1 if none.
 
-    >>> recall_at_k(torch.tensor([[False, True], [False, False]]), 2).tolist()
-    [1.0, 0.0]
+    >>> first_relevant_rank(torch.tensor([[False, True, True], [False, False, False]])).tolist()
+    [1, -1]
     """
-    _check_k(relevant, k)
-    return relevant[:, :k].any(1).double()
+    first = torch.argmax(relevant.to(torch.uint8), dim=1)
+    return torch.where(relevant.any(1), first, torch.full_like(first, -1))
+
+
+def recall_at_k(first_rank: Tensor, k: int) -> Tensor:
+    """``R@k_i = 1[0 <= first_rank_i < k]``: a hit if any of the top ``k`` is relevant (DML papers).
+
+    >>> recall_at_k(torch.tensor([1, -1, 4]), 2).tolist()
+    [1.0, 0.0, 0.0]
+    """
+    if k < 1:
+        raise ValueError(f"k: expected k >= 1, got {k}")
+    return ((first_rank >= 0) & (first_rank < k)).double()
 
 
 def precision_at_k(relevant: Tensor, k: int) -> Tensor:
@@ -97,14 +115,13 @@ def map_at_k(relevant: Tensor, num_relevant: Tensor, k: int) -> Tensor:
     return _average_precision(relevant, limit, torch.minimum(num_relevant, limit))
 
 
-def mrr(relevant: Tensor) -> Tensor:
-    """``1 / rank`` of the first relevant retrieved reference (0 when none is retrieved).
+def mrr(first_rank: Tensor) -> Tensor:
+    """``1 / (first_rank_i + 1)``, the reciprocal rank of the first relevant reference (0 if none).
 
-    >>> mrr(torch.tensor([[False, False, True], [False, False, False]])).tolist()
-    [0.3333333333333333, 0.0]
+    >>> mrr(torch.tensor([2, -1, 0])).tolist()
+    [0.3333333333333333, 0.0, 1.0]
     """
-    first = torch.argmax(relevant.int(), dim=1)
-    found = relevant.any(1)
+    found = first_rank >= 0
     return torch.where(
-        found, 1.0 / (first.double() + 1.0), torch.zeros_like(first, dtype=torch.float64)
+        found, 1.0 / (first_rank.double() + 1.0), torch.zeros_like(first_rank).double()
     )
