@@ -137,8 +137,7 @@ def circle(x: Tensor, y: list[int], m: float = 0.4, gamma: float = 80.0) -> floa
         lp = [-gamma * max(1 + m - float(s[i, j]), 0) * (float(s[i, j]) - 1 + m) for j in p]
         ln = [gamma * max(float(s[i, j]) + m, 0) * (float(s[i, j]) - m) for j in n]
         values.append(softplus(lse(lp) + lse(ln)))
-    nonzero = [v for v in values if v > 0]
-    return sum(nonzero) / max(len(nonzero), 1)
+    return sum(values) / max(len(values), 1)
 
 
 REFERENCES = {

@@ -142,3 +142,19 @@ def test_bad_miner_arguments() -> None:
         DistanceWeightedPairMiner(dim=8, num_negatives=0)
     with pytest.raises(ValueError, match="margin"):
         SemiHardPairMiner(-1.0)
+
+
+def test_top_k_one_is_hardest_and_ties_go_to_the_lower_index() -> None:
+    s, pos, neg, _ = _setup(6)
+    hp, hn = HardestPairMiner()(s, pos, neg)
+    tp, tn = TopKPairMiner(1, 1)(s, pos, neg)
+    assert torch.equal(hp, tp) and torch.equal(hn, tn)
+    tied = torch.tensor([[0.0, 0.5, 0.5, 0.5, 0.2]], dtype=torch.float64)
+    nothing = torch.zeros(1, 5, dtype=torch.bool)
+    negs = torch.tensor([[False, True, True, True, True]])
+    for k, expected in ((1, [1]), (2, [1, 2]), (10, [1, 2, 3, 4])):
+        _, n = TopKPairMiner(1, k)(tied, nothing, negs)
+        assert torch.nonzero(n[0]).flatten().tolist() == expected
+    # rows without candidates stay empty
+    p, n = HardestPairMiner()(tied, nothing, nothing)
+    assert not p.any() and not n.any()

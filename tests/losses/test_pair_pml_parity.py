@@ -48,7 +48,10 @@ CASES: dict[str, tuple[Callable, Callable]] = {
         lambda: create("lifted_song", margin=1.0),
         lambda: pml_losses.LiftedStructureLoss(neg_margin=1.0, pos_margin=0.0, distance=LP),
     ),
-    "circle": (lambda: create("circle", m=0.4, gamma=80.0), lambda: pml_losses.CircleLoss(0.4, 80)),
+    "circle": (
+        lambda: create("circle", m=0.4, gamma=80.0, reduction="mean_nonzero"),
+        lambda: pml_losses.CircleLoss(0.4, 80),
+    ),
 }
 
 

@@ -6,19 +6,19 @@ import math
 
 import pytest
 import torch
-from dro_refs import DRO_PRESET_NAMES
 from pair_refs import REFERENCES
 
-from dmlkit.losses import LOSSES, create
+from dmlkit.losses import LOSSES, PairLoss, ThresholdMiner, create
 
 PRESETS = sorted(REFERENCES)
 # presets whose pairs are charged independently (no anchor needs both a positive and a negative)
 PAIRWISE_INDEPENDENT = {"contrastive", "contrastive_hadsell", "binomial"}
 
 
-def test_every_registered_pair_preset_has_a_reference() -> None:
-    pair_presets = {n for n in LOSSES.names() if type(create(n)).__name__ == "PairLoss"}
-    assert pair_presets == set(PRESETS) | set(DRO_PRESET_NAMES)
+def test_every_classic_preset_is_registered_and_has_a_reference() -> None:
+    classic = {n for n in LOSSES.names() if LOSSES.get(n).__module__ == "dmlkit.losses.presets"}
+    assert classic == set(PRESETS)
+    assert all(isinstance(create(n), PairLoss) for n in PRESETS)
 
 
 def hand_placed() -> tuple[torch.Tensor, list[int]]:
@@ -110,14 +110,37 @@ def test_degenerate_batches_give_connected_zero(name: str, case: str) -> None:
     _assert_zero_connected(value, x)
 
 
-def test_all_terms_zero_gives_connected_zero() -> None:
-    # two tight, orthogonal clusters: every contrastive hinge is inactive except 1 - s on positives
-    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
-    x.requires_grad_(True)
-    value = create("contrastive", pos_margin=0.5, neg_margin=0.5)(x, torch.tensor([0, 0, 1, 1]))
-    _assert_zero_connected(value, x)
-    ms_value = create("ms_official")(x, torch.tensor([0, 0, 1, 1]))  # mining keeps nothing
-    _assert_zero_connected(ms_value, x)
+SOLVED = {
+    # name: (kwargs, points) such that every active term of the preset is exactly zero
+    "contrastive": ({"pos_margin": 0.5, "neg_margin": 0.5}, [[1, 0], [1, 0], [0, 1], [0, 1]]),
+    # log 1 + log(2 e^{-1}) < 0: the hinge of every anchor is inactive
+    "lifted": ({}, [[1, 0], [1, 0], [-1, 0], [-1, 0]]),
+    # log(4 e^{1 - 6}) + d_ij < 0 for every positive pair
+    "lifted_song": ({}, [[3, 0], [3, 0], [-3, 0], [-3, 0]]),
+    # ε-mining keeps nothing when every positive beats every negative by more than ε
+    "ms": ({}, [[1, 0], [1, 0], [0, 1], [0, 1]]),
+    "ms_official": ({}, [[1, 0], [1, 0], [0, 1], [0, 1]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLVED))
+def test_all_terms_zero_gives_connected_zero(name: str) -> None:
+    kwargs, points = SOLVED[name]
+    x = torch.tensor(points, dtype=torch.float64, requires_grad=True)
+    _assert_zero_connected(create(name, **kwargs)(x, torch.tensor([0, 0, 1, 1])), x)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_pair_mined_out_gives_connected_zero(name: str) -> None:
+    # the presets whose terms never vanish (softplus, log(1 + ...)) reach 0 only this way
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(8, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    if name.startswith("ms"):
+        loss = create(name, epsilon=-10.0)  # ε-mining with ε = -10 keeps no pair
+    else:
+        loss = create(name, miner=ThresholdMiner(pos_below=-1e9, neg_above=1e9))
+    _assert_zero_connected(loss(x, y), x)
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -16,7 +16,7 @@ ms                   (1/α)log(1+Σ_P̂ e^{-α(s-λ)}) + (1/β)log(1+Σ_N̂ e^{�
 ms_official          same                                                         official code: α=2,
                                                                                   β=40, λ=0.5, ε=0.1
 circle               softplus(LSE_P(-γα_p(s-Δp)) + LSE_N(γα_n(s-Δn))), mean over   Sun 2020: m=0.4, γ=80
-                     anchors with non-zero loss
+                     anchors with a positive and a negative
 ==================== ============================================================ =======================
 
 Differences from pytorch-metric-learning defaults are deliberate and documented per preset; the
@@ -192,13 +192,16 @@ def ms_official(
 def circle(
     m: float = 0.4,
     gamma: float = 80.0,
-    reduction: str = "mean_nonzero",
+    reduction: str = "mean_valid",
     miner: PairMiner | None = None,
     relation_fn: RelationFn | None = None,
 ) -> PairLoss:
-    """Circle loss (Sun et al. 2020), cosine similarity, defaults m=0.4, γ=80 (fine-grained
-    retrieval): per anchor ``softplus(LSE_P(-γ α_p (s - 1 + m)) + LSE_N(γ α_n (s - m)))`` with
-    ``α_p = [1 + m - s]_+``, ``α_n = [s + m]_+`` held constant; anchors need both sides.
+    """Circle loss (Sun et al. 2020), cosine similarity, defaults m=0.4, γ=80 (the paper's
+    fine-grained retrieval setting): per anchor ``softplus(LSE_P(-γ α_p (s - 1 + m)) +
+    LSE_N(γ α_n (s - m)))`` with ``α_p = [1 + m - s]_+``, ``α_n = [s + m]_+`` held constant (no
+    gradient, as in the paper's analysis); averaged over anchors that have both sides. PML's
+    ``CircleLoss`` averages over anchors with a non-zero loss (``reduction="mean_nonzero"``); the
+    two differ only when an anchor's softplus underflows to exactly 0.
     """
     agg = AnchorLogSumExpAggregator(combine="softplus", reduction=reduction)
     return PairLoss(CircleTerm(m, gamma), agg, miner, "cosine", relation_fn)
