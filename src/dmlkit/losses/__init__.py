@@ -16,6 +16,7 @@ from dmlkit.losses.aggregators import (
     PairSumAggregator,
     PerPositiveSoftplusAggregator,
 )
+from dmlkit.losses.margin import MarginLoss
 from dmlkit.losses.miners import (
     AllPairsMiner,
     DistanceWeightedPairMiner,
@@ -29,6 +30,8 @@ from dmlkit.losses.miners import (
 from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.registry import LOSSES, create
 from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
+from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
+from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, TripletSampler
 from dmlkit.losses.weights import pair_weights
 
 __all__ = [
@@ -36,12 +39,15 @@ __all__ = [
     "AllPairsMiner",
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
+    "BatchHardTripletLoss",
     "CircleTerm",
     "DistanceWeightedPairMiner",
+    "DistanceWeightedSampler",
     "HardestPairMiner",
     "HingeTerm",
     "LiftedSongAggregator",
     "LinearTerm",
+    "MarginLoss",
     "MultiSimilarityMiner",
     "PairAggregator",
     "PairLoss",
@@ -53,6 +59,8 @@ __all__ = [
     "SoftplusTerm",
     "ThresholdMiner",
     "TopKPairMiner",
+    "TripletLoss",
+    "TripletSampler",
     "create",
     "pair_weights",
 ]

@@ -71,10 +71,11 @@ def distance_weighted_probs_with_fallback(
     lower_cutoff: float = 0.5,
     upper_cutoff: float | None = 1.4,
 ) -> Tensor:
-    """Per-anchor negative probabilities ``(B, R)`` (float64): ∝ 1/q(d) over the negatives under
-    the upper cutoff, uniform over the negatives when the cutoff leaves none, 0 without negatives.
+    """Per-anchor negative probabilities ``(B, R)`` in the dtype of ``sim`` (float32 or float64):
+    ∝ 1/q(d) over the negatives under the upper cutoff, uniform over the negatives when the cutoff
+    leaves none, 0 without negatives.
     """
-    dist = cosine_to_distance(sim.detach().to(torch.float64))
+    dist = cosine_to_distance(sim.detach())
     probs = distance_weighted_probs(dist, neg, dim, lower_cutoff, upper_cutoff)
     uniform = neg.to(probs.dtype) / neg.sum(dim=1, keepdim=True).clamp_min(1).to(probs.dtype)
     cut_off_all = (probs.sum(dim=1) == 0) & neg.any(dim=1)
