@@ -34,6 +34,9 @@ triplets with a non-zero hinge (pytorch-metric-learning's ``AvgNonZeroReducer``,
 ``semihard_nearest``: every positive pair with a negative, as TensorFlow does); ``sum`` returns the
 sum. With nothing to divide by, the loss is 0, connected to the graph.
 
+Default margin 0.1 for cosine similarities (the XBM / GPW value); pytorch-metric-learning's
+``TripletMarginLoss`` defaults to 0.05 (0.2 from its v3): pass ``margin=`` to match it.
+
 Shapes: ``S (B, R)`` from ``emb (B, D)`` and ``ref_emb (R, D)``. Time O(B R log R + B R D);
 memory O(B R) (the sorted row, its order and its prefix sums), never O(B R²).
 """

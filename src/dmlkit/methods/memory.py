@@ -142,7 +142,7 @@ class CrossBatchMemory(nn.Module):
             self.enqueue(emb[enqueue_mask], labels[enqueue_mask])
             self_index = None
         count = int(self.filled)  # the batch was written first, so its slots are all < count
-        value = self.loss(
+        value: Tensor = self.loss(
             queries,
             query_labels,
             self.embeddings[:count],
