@@ -42,19 +42,22 @@ class _SelfGram(torch.autograd.Function):
     """``G = X Xᵀ`` for ``X (B, D)``; backward ``dX = (dG + dGᵀ) X`` (one (B, B) sum, one product)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         return x @ x.T
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        x: Tensor = ctx.saved_tensors[0]
         with torch.autocast(device_type=grad.device.type, enabled=False):
             return (grad + grad.T) @ x
 
 
 def _gram(x: Tensor, y: Tensor, same: bool) -> Tensor:
-    return _SelfGram.apply(x) if same else x @ y.T
+    if same:
+        gram: Tensor = _SelfGram.apply(x)
+        return gram
+    return x @ y.T
 
 
 def similarity_matrix(x: Tensor, y: Tensor, kind: str = "cosine") -> Tensor:

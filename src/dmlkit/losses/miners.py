@@ -1,8 +1,16 @@
 """Pair miners: which pairs count (the "mining" half of general pair weighting).
 
-A miner maps the detached similarity ``S (B, R)`` and the label masks ``pos, neg (B, R)`` to
-sub-masks ``(pos', neg')`` with ``pos' ⊆ pos`` and ``neg' ⊆ neg``. It never creates a pair and never
-carries gradient. Rows are anchors; every rule below is per anchor. Memory: O(B R) unless noted.
+Interface (used by :class:`~dmlkit.losses.pair_loss.PairLoss` and open to any loss that works on a
+similarity matrix)::
+
+    pos_kept, neg_kept = miner(S, pos, neg)
+
+``S (B, R)`` is the similarity matrix ("higher = more similar"; it is detached inside), ``pos`` and
+``neg`` the bool label masks ``(B, R)`` (self-pairs already removed). The result is two bool
+sub-masks ``pos_kept ⊆ pos``, ``neg_kept ⊆ neg``: a miner never creates a pair and never carries
+gradient. Rows are anchors and every rule below is per anchor, so with a memory bank or proxies as
+the reference (R columns) the same miners apply. Subclasses implement ``mine(S, pos, neg)``, which
+runs under ``torch.no_grad``. Memory: O(B R) unless noted.
 """
 
 from __future__ import annotations
@@ -180,7 +188,10 @@ class DistanceWeightedPairMiner(PairMiner):
     def mine(self, sim: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
         dist = (2.0 - 2.0 * sim).clamp_min(0.0).sqrt()
         probs = distance_weighted_probs(dist, neg, self.dim, self.lower_cutoff, self.upper_cutoff)
-        uniform = torch.rand(probs.shape, generator=self.generator, dtype=probs.dtype)
+        device = self.generator.device if self.generator is not None else probs.device
+        uniform = torch.rand(
+            probs.shape, generator=self.generator, dtype=probs.dtype, device=device
+        )
         uniform = uniform.to(probs.device).clamp(min=1e-12, max=1.0 - 1e-12)
         keys = torch.log(probs) - torch.log(-torch.log(uniform))
         keys = keys.masked_fill(probs <= 0, -_INF)

@@ -91,7 +91,7 @@ class PairLoss(BatchLoss):
         if symmetric and self.aggregator.unique_pairs:
             pos, neg = _upper_pairs(pos), _upper_pairs(neg)
         l_pos, l_neg = self.term(sim)
-        loss = self.aggregator(l_pos, l_neg, pos, neg)
+        loss: Tensor = self.aggregator(l_pos, l_neg, pos, neg)
         if sim.requires_grad and not loss.requires_grad:
             loss = loss + 0.0 * sim.sum()
         return loss

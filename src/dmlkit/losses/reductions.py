@@ -100,7 +100,7 @@ class _MaskedLogSumExp(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: Tensor, mask: Tensor, scale: float, add_one: bool
     ) -> tuple[Tensor, Tensor]:
         buf = float_mask(mask, x.dtype)
@@ -125,7 +125,7 @@ class _MaskedLogSumExp(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, grad_value: Tensor, _grad_valid: Tensor | None
     ) -> tuple[Tensor, None, None, None]:
         expo, total = ctx.saved_tensors
