@@ -131,8 +131,10 @@ def npair(
 ) -> PairLoss:
     """N-pair loss (Sohn 2016): mean over positive pairs (i, p) of
     ``log(1 + Σ_{n∈N_i} e^{s_in - s_ip})`` with dot-product similarity. On a batch of one anchor
-    and one positive per class (ref = the positives) it is PML's ``NPairsLoss``; on an m-per-class
-    batch every positive pair and every negative of the anchor take part.
+    and one positive per class (ref = the positives) it is PML's ``NPairsLoss`` (which normalises
+    inside its dot product: compare with ``similarity="cosine"``); on an m-per-class batch every
+    positive pair and every negative of the anchor take part. Sohn's L2 penalty on the embedding
+    norms is a separate regulariser and is not part of this loss.
     """
     return PairLoss(
         LinearTerm(0.0, 0.0), PerPositiveSoftplusAggregator(), miner, similarity, relation_fn
@@ -182,8 +184,11 @@ def ms_official(
     relation_fn: RelationFn | None = None,
 ) -> PairLoss:
     """Multi-similarity with the official code's values α=2, β=40, λ=0.5, ε=0.1 and its
-    reduction (sum over anchors / B, skipped anchors counted); numerically stable where the code
-    is not, and 0 connected to the graph instead of a new leaf when no anchor survives.
+    reduction (sum over anchors / B, skipped anchors counted). Deliberate differences from that
+    code: ``log(1 + Σ e)`` is evaluated stably (the code overflows for large β); an anchor without
+    positives contributes 0 (the code raises); self-pairs are removed by index, so exact duplicates
+    stay positives (the code drops every positive with ``s >= 1 - 1e-5``); and a batch without any
+    mined pair gives 0 connected to the graph (the code returns a new leaf).
     """
     return _multi_similarity(alpha, beta, threshold, epsilon, reduction, similarity, relation_fn)
 
