@@ -162,6 +162,18 @@ def test_autocast_stays_finite_and_close(name: str, dtype: torch.dtype) -> None:
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
 
 
+@pytest.mark.parametrize("name", PRESETS)
+def test_float32_embeddings_give_the_same_loss_inside_autocast(name: str) -> None:
+    # S is float32 either way: no op of the engine may be cast down by autocast
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(24, 8, generator=g)
+    y = torch.randint(0, 4, (24,), generator=g)
+    loss = create(name)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = loss(x, y)
+    torch.testing.assert_close(inside, loss(x, y), rtol=1e-6, atol=1e-7)
+
+
 def test_lifted_song_refuses_a_separate_reference() -> None:
     x = torch.randn(4, 3)
     with pytest.raises(ValueError, match="square"):

@@ -79,7 +79,8 @@ def masked_mean(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """
     weights = float_mask(mask, x.dtype)
     count = weights.sum(dim=1)
-    total = torch.bmm(x.unsqueeze(1), weights.unsqueeze(2)).reshape(-1)
+    with torch.autocast(device_type=x.device.type, enabled=False):  # bmm would be cast down
+        total = torch.bmm(x.unsqueeze(1), weights.unsqueeze(2)).reshape(-1)
     return total / count.clamp_min(1.0), count > 0
 
 
