@@ -227,3 +227,22 @@ def test_bad_arguments() -> None:
         evaluate(x, multi, metrics=["nmi"])
     # a list metric alone does not care about ks larger than the set
     assert evaluate(x, y, metrics=["r_precision"], ks=(100,)).to_dict()["num_queries"] == 6
+
+
+def test_collapsed_embeddings_rank_by_index() -> None:
+    # an untrained model can map everything to one point: every score ties, so the ranking is
+    # the reference order (own row removed), in every block
+    x = torch.ones(30, 4)
+    y = torch.arange(30) % 3
+    res = evaluate(x, y, metrics=["precision@1", "r_precision", "mrr"], memory_bytes=8 * 30 * 4)
+    firsts, hits1, rprec = [], [], []
+    for i in range(30):
+        order = [j for j in range(30) if j != i]
+        rel = [bool(y[j] == y[i]) for j in order]
+        firsts.append(rel.index(True))
+        hits1.append(float(rel[0]))
+        rprec.append(sum(rel[:9]) / 9)
+    out = res.to_dict()
+    assert out["precision@1"] == pytest.approx(sum(hits1) / 30)
+    assert out["r_precision"] == pytest.approx(sum(rprec) / 30)
+    assert out["mrr"] == pytest.approx(sum(1 / (f + 1) for f in firsts) / 30)

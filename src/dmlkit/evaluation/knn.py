@@ -56,12 +56,9 @@ def score_blocks(
     for start in range(0, query.shape[0], step):
         block = query[start : start + step]
         out = buffer[: block.shape[0]]
-        if bias is None:
-            torch.mm(block, ref.T, out=out)
-            if alpha != 1.0:
-                out.mul_(alpha)
-        else:
-            torch.addmm(bias, block, ref.T, alpha=alpha, out=out)
+        # beta = 0 without a bias: the (uninitialised) input is ignored, never read
+        added, beta = (out, 0.0) if bias is None else (bias, 1.0)
+        torch.addmm(added, block, ref.T, beta=beta, alpha=alpha, out=out)
         yield start, out
 
 
@@ -75,16 +72,19 @@ def stable_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Top-k per row of ``s (rows, R)``, best first, ties broken by lower column index (exact).
 
     One ``topk`` of k + 1 finds the rows where a tie crosses the cut; only those rows are sorted
-    in full. Within the top k, equal scores are ordered by index. Scratch O(rows k).
+    in full. Within the top k, equal scores are ordered by index. Scratch O(rows k), plus the
+    size of the block when ties cross the cut.
     """
     extra = min(k + 1, s.shape[1])
     vals, idx = torch.topk(s, extra, dim=1)
     idx = idx[:, :k]
     if extra > k:
+        # rare (duplicated embeddings at the cut): those rows are sorted in full, a quarter of
+        # the block at a time (copy, values and int64 indices: 4x the block's bytes per row)
         crossing = torch.nonzero(vals[:, k - 1] == vals[:, k]).squeeze(1)
-        if crossing.numel():  # rare: duplicated embeddings at the cut
-            order = torch.sort(s[crossing], dim=1, descending=True, stable=True).indices
-            idx[crossing] = order[:, :k]
+        for rows in crossing.split(max(1, s.shape[0] // 4)):
+            order = torch.sort(s[rows], dim=1, descending=True, stable=True).indices
+            idx[rows] = order[:, :k]
     idx = torch.sort(idx, dim=1).values
     vals = torch.gather(s, 1, idx)
     order = torch.sort(vals, dim=1, descending=True, stable=True).indices

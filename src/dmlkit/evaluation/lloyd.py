@@ -32,6 +32,7 @@ import math
 import torch
 from torch import Tensor
 
+from dmlkit.core.checks import check_embeddings
 from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, score_blocks
 
 SEEDING_ROUNDS = 32
@@ -73,7 +74,9 @@ def _seed_kmeans_pp(
     while filled < k:
         draws = min(per_round, k - filled)
         weights = closest.double().cpu().masked_fill(chosen, 0.0)
-        if int((weights > 0).sum()) < draws:  # the rest coincide with centers: any will do
+        if int((weights > 0).sum()) < draws:
+            # the points left coincide with centers: a tiny uniform weight on every unchosen point
+            # lets the draw complete, after the distinct points (positive weight) in practice
             weights = weights + (~chosen).double() * float(weights.max().clamp_min(1.0)) * 1e-12
         pick = torch.multinomial(weights, draws, replacement=False, generator=generator)
         chosen[pick] = True
@@ -134,6 +137,7 @@ def kmeans(
     Runs on the device of ``x``. ``backend="faiss"`` uses faiss's k-means (random seeding) with the
     same ``max_iter``, ``n_init`` and ``seed``; see the module docstring for the torch algorithm.
     """
+    check_embeddings(x, "x")
     if backend not in ("torch", "faiss"):
         raise ValueError(f"backend: expected 'torch' or 'faiss', got {backend!r}")
     if init not in INITS:
