@@ -18,7 +18,9 @@ query classes.
 
 Semantics match pytorch-metric-learning's AccuracyCalculator (``precision_at_1``,
 ``r_precision``, ``mean_average_precision_at_r``, ``mean_reciprocal_rank`` with ``k=None``, NMI,
-AMI) and the official DRO / Multi-Similarity Recall@K.
+AMI) and the official DRO / Multi-Similarity Recall@K. Exact score ties are the one difference:
+here the lower reference index always ranks first (lists and first ranks agree), while the
+official Recall@K counts only strictly better items ahead of the best relevant one.
 """
 
 from __future__ import annotations
