@@ -29,6 +29,8 @@ give them their own learning rate with :meth:`MarginLoss.param_groups`. Memory O
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -87,7 +89,7 @@ class MarginLoss(BatchLoss):
         beta_init: float = 1.2,
         learn_beta: bool = True,
         nu: float = 0.0,
-        triplets: str | TripletSampler = "distance_weighted",
+        triplets: Literal["distance_weighted", "all"] | TripletSampler = "distance_weighted",
         generator: torch.Generator | None = None,
         lower_cutoff: float = 0.5,
         upper_cutoff: float | None = 1.4,

@@ -116,9 +116,9 @@ class TripletLoss(_TripletBase):
     def __init__(
         self,
         margin: float = 0.1,
-        mining: str = "all",
+        mining: TripletMining = "all",
         similarity: str | Similarity = "cosine",
-        reduction: str = "mean_active",
+        reduction: TripletReduction = "mean_active",
         relation_fn: RelationFn | None = None,
     ) -> None:
         super().__init__(margin, similarity, reduction, relation_fn)
@@ -147,32 +147,36 @@ class TripletLoss(_TripletBase):
         values = torch.gather((sim - center).masked_fill(~neg, 0.0), 1, negs.order)
         prefix = F.pad(torch.cumsum(values, dim=1), (1, 0))  # (B, R + 1), prefix[:, k] = Σ first k
         lower = s_ap.detach() - self.margin
-        rows = pairs.rows
+        # first negative with s_an >= s_ap (bounds the hard and semi-hard selections)
+        at_positive = (
+            None if self.mining == "all" else _search(negs.keys, pairs, s_ap.detach(), right=False)
+        )
         # active run [lo, hi): the selected negatives with a non-zero hinge (s_an > s_ap - m)
         lo = _search(negs.keys, pairs, lower, right=True)
-        if self.mining == "hard":
-            lo = torch.maximum(lo, _search(negs.keys, pairs, s_ap.detach(), right=False))
-        hi = (
-            _search(negs.keys, pairs, s_ap.detach(), right=False)
-            if self.mining == "semihard"
-            else torch.full_like(lo, num_ref)
-        )
-        hi = torch.maximum(hi, lo)
+        if at_positive is not None and self.mining == "hard":
+            lo = torch.maximum(lo, at_positive)
+        hi = torch.full_like(lo, num_ref)
+        if at_positive is not None and self.mining == "semihard":
+            hi = torch.maximum(at_positive, lo)
         count = hi - lo
-        run_sum = prefix[rows, hi] - prefix[rows, lo]
-        total = (run_sum - count.to(sim.dtype) * (s_ap - self.margin - center[rows, 0])).sum()
-        return self._reduce(total, count.sum(), self._selected(negs, pairs, s_ap, lower))
+        run_sum = prefix[pairs.rows, hi] - prefix[pairs.rows, lo]
+        total = (run_sum - count.to(sim.dtype) * (s_ap - self.margin - center[pairs.rows, 0])).sum()
+        selected = self._selected(negs, pairs, lower, at_positive)
+        return self._reduce(total, count.sum(), selected)
 
     def _selected(
-        self, negs: _SortedNegatives, pairs: PositivePairs, s_ap: Tensor, lower: Tensor
+        self,
+        negs: _SortedNegatives,
+        pairs: PositivePairs,
+        lower: Tensor,
+        at_positive: Tensor | None,
     ) -> Tensor:
         """Number of selected triplets (only needed by ``reduction="mean"``)."""
         if self.reduction != "mean":
-            return torch.zeros((), dtype=torch.long, device=s_ap.device)
+            return torch.zeros((), dtype=torch.long, device=lower.device)
         num_ref = negs.keys.shape[1]
-        if self.mining == "all":
+        if at_positive is None:  # all triplets
             return (num_ref - negs.first[pairs.rows]).sum()
-        at_positive = _search(negs.keys, pairs, s_ap.detach(), right=False)  # first s_an >= s_ap
         if self.mining == "hard":
             return (num_ref - at_positive).sum()
         start = _search(negs.keys, pairs, lower, right=False)  # first s_an >= s_ap - m
@@ -204,7 +208,7 @@ class BatchHardTripletLoss(_TripletBase):
         self,
         margin: float = 0.1,
         similarity: str | Similarity = "cosine",
-        reduction: str = "mean_active",
+        reduction: TripletReduction = "mean_active",
         relation_fn: RelationFn | None = None,
     ) -> None:
         super().__init__(margin, similarity, reduction, relation_fn)
@@ -236,7 +240,7 @@ def triplet_semihard(margin: float = 0.1, **kwargs: object) -> TripletLoss:
 
 @LOSSES.register("triplet_semihard_nearest")
 def triplet_semihard_nearest(
-    margin: float = 0.1, reduction: str = "mean", **kwargs: object
+    margin: float = 0.1, reduction: TripletReduction = "mean", **kwargs: object
 ) -> TripletLoss:
     """FaceNet / TensorFlow semi-hard: one negative per positive pair, mean over positive pairs."""
     return TripletLoss(margin, "semihard_nearest", reduction=reduction, **kwargs)  # type: ignore[arg-type]
