@@ -251,5 +251,7 @@ def test_bad_inputs() -> None:
         loss(x, y, triplets=(torch.tensor([0, 1]), torch.tensor([1]), torch.tensor([2])))
     with pytest.raises(ValueError, match=r"n in \[0, 4\)"):
         loss(x, y, triplets=(torch.tensor([0]), torch.tensor([1]), torch.tensor([4])))
+    with pytest.raises(TypeError, match="forward"):
+        loss.from_similarity(torch.zeros(4, 4), torch.eye(4).bool(), ~torch.eye(4).bool())
     with pytest.raises(ValueError, match=r"class ids of shape \(B,\)"):
         loss(x, torch.eye(4, dtype=torch.long))

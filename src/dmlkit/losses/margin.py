@@ -135,6 +135,13 @@ class MarginLoss(BatchLoss):
             )
         return self.beta[labels]
 
+    def from_similarity(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """Not available: β is chosen by the anchors' labels and sampling needs the dimension."""
+        raise TypeError(
+            "MarginLoss: expected forward(emb, labels, ...) (beta depends on the anchors' labels "
+            "and distance weighting on the embedding dimension), got from_similarity(S, pos, neg)"
+        )
+
     def forward(
         self,
         emb: Tensor,
