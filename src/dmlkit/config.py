@@ -134,6 +134,8 @@ class TrainConfig:
 
     Model selection uses the validation split unless ``select_on_test`` is set, which selects the
     best checkpoint on the test classes (test-set feedback, as some published code does).
+    ``patience``: stop after this many evaluations in a row without a better selection metric
+    (``None``: train all ``steps``).
     """
 
     steps: int = 1000
@@ -143,6 +145,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     log_every: int = 10
     select_on_test: bool = False
+    patience: int | None = None
     progress: bool = True
     num_threads: int | None = None
 
@@ -416,6 +419,13 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(
             f"data.batch_size: expected a multiple of data.m={config.data.m} "
             f"(classes x images per class), got {config.data.batch_size}"
+        )
+    if config.train.patience is not None and (
+        config.train.patience < 1 or config.train.eval_every == 0
+    ):
+        raise ConfigError(
+            f"train.patience: expected a positive count of evaluations with train.eval_every > 0, "
+            f"got patience={config.train.patience}, eval_every={config.train.eval_every}"
         )
     if not config.eval.ks or min(config.eval.ks) < 1:
         raise ConfigError(f"eval.ks: expected positive integers, got {config.eval.ks}")

@@ -117,12 +117,26 @@ class Trainer:
         self.before: dict[str, float] | None = None
         self.best: dict[str, Any] = {"step": None, "value": None, "val": None, "test": None}
         self.last_test: dict[str, float] | None = None
+        self.stale_evals = 0
+        self.stopped = False
         self.logger: RunLogger | None = None
 
     # ----------------------------------------------------------------------------- the run
 
     def fit(self) -> dict[str, Any]:
         """Train to ``train.steps``, then write and return metrics.json."""
+        self.start()
+        try:
+            self.train_until(self.config.train.steps)
+            metrics = self.finish()
+        finally:
+            self.close()
+        self.callbacks.on_train_end(self, metrics)
+        return metrics
+
+    def start(self) -> None:
+        """Prepare the run folder (or restore the checkpoint when resuming), open the logs,
+        call ``on_train_start`` and evaluate the untrained model on test."""
         cfg = self.config
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if self.resume:
@@ -133,27 +147,27 @@ class Trainer:
         self.logger = RunLogger(
             self.run_dir, self.columns, cfg.output.tensorboard, position, self.step or None
         )
-        try:
-            self.callbacks.on_train_start(self)
-            if cfg.eval.before and self.before is None:
-                self.before = self.evaluate("test")
-            self.train_until(cfg.train.steps)
-            metrics = self.finish()
-        finally:
-            self.logger.close()
-        self.callbacks.on_train_end(self, metrics)
-        return metrics
+        self.callbacks.on_train_start(self)
+        if cfg.eval.before and self.before is None:
+            self.before = self.evaluate("test")
 
-    def train_until(self, total_steps: int) -> None:
-        """Run optimizer steps until ``self.step == total_steps``, with the periodic logging,
-        evaluation and checkpoints."""
+    def close(self) -> None:
+        """Close the logs."""
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+
+    def train_until(self, stop_step: int) -> None:
+        """Run optimizer steps until ``self.step == stop_step`` (or early stopping), with the
+        periodic logging, evaluation and checkpoints; the last step of the run (``train.steps``,
+        or the step where ``train.patience`` stops it) is always evaluated and checkpointed."""
         cfg = self.config.train
-        progress = Progress(total_steps, cfg.progress and self.step < total_steps)
+        progress = Progress(cfg.steps, cfg.progress and self.step < stop_step)
         window = {"images": 0, "time": 0.0}
         self.model.train()
         tick = time.perf_counter()
-        while self.step < total_steps:
-            self.sampler.set_epoch(self.epoch)
+        while self.step < stop_step and not self.stopped:
+            self.sampler.load_state_dict(self.sampler_state())
             self.splits.train.set_epoch(self.epoch)
             for images, labels in self.loader:
                 loss, emb, labels = self.train_step(images, labels)
@@ -163,20 +177,23 @@ class Trainer:
                 window["time"] += now - tick
                 self.train_time_s += now - tick
 
-                if self.step % cfg.log_every == 0 or self.step == total_steps:
+                last = self.step == cfg.steps
+                if self.step % cfg.log_every == 0 or last:
                     self.log_train(float(loss), window, progress)
                     window = {"images": 0, "time": 0.0}
                 self.callbacks.on_batch_end(
                     self, BatchEnd(self.step, self.epoch, loss, emb, labels)
                 )
-                if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == total_steps:
-                    self.periodic_eval(final=self.step == total_steps)
+                if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
+                    self.periodic_eval(final=last)
                 if (
-                    cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
-                ) or self.step == total_steps:
+                    (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
+                    or last
+                    or self.stopped
+                ):
                     self.save_last()
                 tick = time.perf_counter()
-                if self.step >= total_steps:
+                if self.step >= stop_step or self.stopped:
                     break
         progress.close()
 
@@ -247,22 +264,16 @@ class Trainer:
         )
 
     def periodic_eval(self, final: bool) -> None:
-        """Evaluate the selection split (and test when due) and keep the best checkpoint."""
+        """Evaluate the selection split, keep the best checkpoint, count evaluations without
+        improvement (early stopping), and evaluate test when due (periodic, final or stopping)."""
         cfg = self.config
         selected_on = "test" if cfg.train.select_on_test else "val"
-        results = {}
-        if selected_on == "val":
-            results["val"] = self.evaluate("val")
-        if selected_on == "test" or cfg.eval.periodic_test or final:
-            results["test"] = self.last_test = self.evaluate("test")
-        value = results[selected_on][cfg.eval.select_metric]
-        if self.best["value"] is None or value > self.best["value"]:
-            self.best = {
-                "step": self.step,
-                "value": value,
-                "val": results.get("val"),
-                "test": results.get("test"),
-            }
+        metrics = self.evaluate(selected_on)
+        value = metrics[cfg.eval.select_metric]
+        improved = self.best["value"] is None or value > self.best["value"]
+        if improved:
+            self.best = {"step": self.step, "value": value, "val": None, "test": None}
+            self.best[selected_on] = metrics
             state = {
                 "format": CHECKPOINT_FORMAT,
                 "kind": "best",
@@ -273,13 +284,20 @@ class Trainer:
                 "selection": {k: v for k, v in self.best.items() if k != "test"},
             }
             save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
+        self.stale_evals = 0 if improved else self.stale_evals + 1
+        patience = cfg.train.patience
+        self.stopped = patience is not None and self.stale_evals >= patience
+        if selected_on == "test":
+            self.last_test = metrics
+        elif cfg.eval.periodic_test or final or self.stopped:
+            self.last_test = self.evaluate("test")
+            if improved:
+                self.best["test"] = self.last_test
 
     # ------------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs (module docstring)."""
-        sampler_state = self.sampler.state_dict()
-        sampler_state.update(epoch=self.epoch, position=self.batch_in_epoch)
         if self.logger is None:
             raise RuntimeError("checkpoints are written only inside fit()")
         return {
@@ -294,15 +312,23 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "sampler": sampler_state,
+            "sampler": self.sampler_state(),
             "rng": capture_rng_state(),
             "callbacks": self.callbacks.state_dict(),
             "before": self.before,
             "best": self.best,
             "last_test": self.last_test,
+            "stale_evals": self.stale_evals,
+            "stopped": self.stopped,
             "train_time_s": self.train_time_s,
             "log_position": self.logger.position(),
         }
+
+    def sampler_state(self) -> dict[str, Any]:
+        """The sampler's state at the trainer's position (batches trained on, not prefetched)."""
+        state = self.sampler.state_dict()
+        state.update(epoch=self.epoch, position=self.batch_in_epoch)
+        return state
 
     def save_last(self) -> None:
         save_checkpoint(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
@@ -330,6 +356,7 @@ class Trainer:
         self.batch_in_epoch = state["batch_in_epoch"]
         self.before, self.best = state["before"], state["best"]
         self.last_test = state["last_test"]
+        self.stale_evals, self.stopped = state["stale_evals"], state["stopped"]
         self.train_time_s = state["train_time_s"]
         restore_rng_state(state["rng"])
         return state["log_position"]
@@ -373,6 +400,7 @@ class Trainer:
             "dataset": cfg.data.name,
             "ks": list(cfg.eval.ks),
             "steps": self.step,
+            "stopped_early": self.stopped,
             "train_time_s": self.train_time_s,
             "images_per_s": total_images / max(self.train_time_s, 1e-9),
         }
