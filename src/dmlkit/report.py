@@ -228,7 +228,7 @@ def build_report(
 
     config_text = None
     if run.config is not None:
-        config_text = yaml.safe_dump(run.config, sort_keys=False, default_flow_style=None)
+        config_text = yaml.safe_dump(run.config, sort_keys=False, default_flow_style=False)
     page = render_page(
         f"dmlkit report: {run.path.name}",
         _summary(run),

@@ -143,10 +143,7 @@ def recall_figure(ks: Sequence[int], curves: dict[str, dict[str, float]]) -> Fig
     for (name, metrics), marker in zip(curves.items(), "osD^v", strict=False):
         values = [100 * metrics.get(f"recall@{k}", math.nan) for k in ks]
         ax.plot(ks, values, marker=marker, label=name)
-        for k, v in zip(ks, values, strict=True):
-            if math.isfinite(v):
-                ax.annotate(f"{v:.1f}", (k, v), textcoords="offset points", xytext=(0, 6),
-                            ha="center", fontsize=7)  # fmt: skip
+    ax.margins(y=0.1)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(ks), [str(k) for k in ks])
     ax.minorticks_off()
