@@ -120,7 +120,7 @@ def _rebuild_test_split(config: dict[str, Any] | None) -> tuple[ImageDataset | N
 
     try:
         return build_split(config_from_dict(config).data, "test", train=False), ""
-    except (OSError, ValueError, KeyError, ImportError) as err:
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as err:
         return None, f"the test split could not be rebuilt from config.yaml ({err})"
 
 

@@ -90,7 +90,11 @@ def register_backbone(
             spec = build(**options)
             model = EmbeddingModel(
                 spec.module,
-                GlobalPool(pooling or spec.default_pooling, spec.layout, spec.num_prefix_tokens),
+                GlobalPool(
+                    spec.default_pooling if pooling is None else pooling,
+                    spec.layout,
+                    spec.num_prefix_tokens,
+                ),
                 EmbeddingHead(spec.num_features, embedding_dim, bn=head_bn, normalize=normalize),
                 frozen_bn=frozen_bn,
                 freeze_bn_affine=freeze_bn_affine,
