@@ -102,6 +102,8 @@ def test_bad_arguments() -> None:
         create_model("small_cnn", in_channels=0)
     with pytest.raises(ValueError, match="expected one of \\('none',\\)"):
         create_model("mlp", pooling="avg")
+    with pytest.raises(ValueError, match="got ''"):
+        create_model("small_cnn", pooling="")
     with pytest.raises(TypeError, match="unexpected keyword argument 'depth'"):
         create_model("small_cnn", depth=3)
     model = create_model("small_cnn")
