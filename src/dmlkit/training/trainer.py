@@ -119,6 +119,7 @@ class Trainer:
         self.last_test: dict[str, float] | None = None
         self.stale_evals = 0
         self.stopped = False
+        self.test_embeddings: tuple[int, Tensor, Tensor] | None = None
         self.logger: RunLogger | None = None
 
     # ----------------------------------------------------------------------------- the run
@@ -240,8 +241,11 @@ class Trainer:
         self.logger.log(record)
 
     def evaluate(self, split: str) -> dict[str, float]:
-        """Score the model on ``split``, log the metrics, tell the callbacks."""
+        """Score the model on ``split``, log the metrics, tell the callbacks. The test embeddings
+        are kept until the next test evaluation (the end of the run saves them)."""
         emb, labels = self.embed(split)
+        if split == "test":
+            self.test_embeddings = (self.step, emb, labels)
         metrics = score(emb, labels, self.config.eval, self.config.seed)
         self._log(
             {"kind": "eval", "step": self.step, "epoch": self.epoch, "split": split, **metrics}
@@ -374,7 +378,10 @@ class Trainer:
             best_state = load_checkpoint(self.run_dir / "checkpoints" / "best.pt")
             best_model.load_state_dict(best_state["model"])
         best_test = self.best["test"]
-        if best_test is None or cfg.output.embeddings:
+        cached = self.test_embeddings
+        if cached is not None and cached[0] == self.best["step"] == self.step:
+            emb, labels = cached[1], cached[2]
+        elif best_test is None or cfg.output.embeddings:
             emb, labels = self.embed("test", best_model)
             if best_test is None:
                 best_test = score(emb, labels, cfg.eval, cfg.seed)
