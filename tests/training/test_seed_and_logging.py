@@ -101,3 +101,27 @@ def test_progress_prints_tenths_when_not_a_terminal() -> None:
     silent = io.StringIO()
     Progress(total=10, enabled=False, stream=silent).update(10, {"loss": 1.0})
     assert silent.getvalue() == ""
+
+
+def test_tensorboard_scalars(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = RunLogger(tmp_path, ["map@r"], tensorboard=True)
+    logger.log({"kind": "train", "step": 5, "epoch": 0, "loss": 0.5, "lr": 0.1})
+    logger.log({"kind": "eval", "step": 5, "epoch": 0, "split": "val", "map@r": 0.25})
+    logger.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {"train/loss", "train/lr", "val/map@r"}
+    (point,) = events.Scalars("val/map@r")
+    assert point.step == 5 and point.value == pytest.approx(0.25)
+
+
+def test_tensorboard_missing_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ImportError, match=r"pip install 'dmlkit\[tensorboard\]'"):
+        RunLogger(tmp_path, [], tensorboard=True)

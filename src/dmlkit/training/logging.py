@@ -30,6 +30,17 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _summary_writer() -> Any:
+    """TensorBoard's ``SummaryWriter`` class, or an ``ImportError`` saying how to install it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError(
+            "output.tensorboard needs the tensorboard package: pip install 'dmlkit[tensorboard]'"
+        ) from err
+    return SummaryWriter
+
+
 class RunLogger:
     """Append-only JSONL + CSV (+ TensorBoard scalars) logs in ``run_dir``."""
 
@@ -42,6 +53,7 @@ class RunLogger:
         tensorboard_step: int | None = None,
     ) -> None:
         """Open the logs; with ``position`` (resume) cut them back to it first."""
+        writer = _summary_writer() if tensorboard else None
         run_dir = Path(run_dir)
         self.jsonl_path = run_dir / "log.jsonl"
         self.csv_path = run_dir / "log.csv"
@@ -56,15 +68,8 @@ class RunLogger:
         if self.csv_path.stat().st_size == 0:
             self._write_csv_row({c: c for c in self.columns})
         self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise ImportError(
-                    "output.tensorboard needs the tensorboard package: "
-                    "pip install 'dmlkit[tensorboard]'"
-                ) from err
-            self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=tensorboard_step)
+        if writer is not None:
+            self._tb = writer(str(run_dir / "tensorboard"), purge_step=tensorboard_step)
 
     def _write_csv_row(self, row: dict[str, Any]) -> None:
         buffer = io.StringIO()
