@@ -6,7 +6,7 @@ minutes, measured from building the data to the final metrics (the glyph images 
 and cached before the clock starts; the report is not part of the run). Writes
 ``benchmarks/results/glyphs_ms.json``.
 
-    python benchmarks/bench_glyphs.py [--config configs/glyphs/ms.yaml] [--set a.b=c ...]
+    python benchmarks/bench_glyphs.py [--config configs/glyphs/ms.yaml] [--set a.b=c ...] [--threads N]
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "glyphs" / "ms.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--name", default="glyphs_ms", help="result file name (without .json)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(args.config, [*args.set, f"output.dir={tmp}", "output.report=false"])

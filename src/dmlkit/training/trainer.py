@@ -58,8 +58,9 @@ from dmlkit.training.optim import build_optimizer, build_scheduler
 from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
 
 CHECKPOINT_FORMAT = 1
-# Fields that may differ between a run and its resume: where it writes and how it shows progress.
-RESUME_FREE = ("output.", "train.progress")
+# Fields that may differ between a run and its resume: where it writes, how it shows progress and
+# how many loader workers it uses (augmentation is seeded per item, so workers change nothing).
+RESUME_FREE = ("output.", "train.progress", "data.num_workers")
 
 
 class Trainer:
@@ -67,7 +68,7 @@ class Trainer:
 
     ``resume=True`` continues from ``run_dir/checkpoints/last.pt`` (falling back to the previous
     checkpoint with a warning when it is damaged); the config must match the saved one except
-    for ``output.*`` and ``train.progress``.
+    for ``output.*``, ``train.progress`` and ``data.num_workers``.
     """
 
     def __init__(
