@@ -154,6 +154,14 @@ def test_list_names_the_registered_components(capsys: pytest.CaptureFixture[str]
         (["train", "--set", "optimizer.lr"], "expected KEY.PATH=VALUE"),
         (["train", "missing.yaml"], "config file not found: "),
         (["train", "--set", "loss.name=nope"], "unknown loss 'nope'; registered: "),
+        (
+            ["train", "--set", "model.options.width=3"],
+            "model.options: small_cnn() got an unexpected keyword argument 'width'",
+        ),
+        (
+            ["train", "--set", "data.options.foo=3"],
+            "data.options: digits() got an unexpected keyword argument 'foo'",
+        ),
         (["eval", "missing.pt"], "no checkpoint: "),
         (["embed", "x.pt", "--out", "e.txt"], "--out: expected a .npy or .npz file name"),
         (["report", "."], "expected a finished run folder with metrics.json"),

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -35,6 +35,16 @@ from dmlkit.sampling import MPerClassBatchSampler
 from dmlkit.training.checkpoint import load_checkpoint
 
 MODEL_FIELDS = ("pretrained", "pooling", "head_bn", "normalize", "frozen_bn", "in_channels")
+T = TypeVar("T")
+
+
+def _build(section: str, factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``factory(*args, **kwargs)``; a ``TypeError`` (an option the factory does not take) becomes
+    a ``ConfigError`` naming the config section it came from."""
+    try:
+        return factory(*args, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{section}: {err}") from err
 
 
 @dataclass
@@ -60,7 +70,9 @@ def resolve_device(name: str) -> torch.device:
 def build_split(config: DataConfig, split: str, train: bool) -> DMLDataset:
     """Split ``split`` of the configured dataset with the training or the evaluation transform."""
     transform = create_transform(config.transform, train=train, image_size=config.image_size)
-    return create_dataset(
+    return _build(
+        "data.options",
+        create_dataset,
         config.name,
         split,
         root=config.root,
@@ -133,7 +145,14 @@ def build_model(config: ModelConfig) -> nn.Module:
     clash = sorted(set(kwargs) & set(config.options))
     if clash:
         raise ConfigError(f"model.options: {clash} are model fields; set them there instead")
-    return create_model(config.name, embedding_dim=config.embedding_dim, **kwargs, **config.options)
+    return _build(
+        "model.options",
+        create_model,
+        config.name,
+        embedding_dim=config.embedding_dim,
+        **kwargs,
+        **config.options,
+    )
 
 
 def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.Module:
@@ -154,7 +173,7 @@ def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.M
     for name, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
         if name in params and name not in kwargs:
             kwargs[name] = value
-    return factory(**kwargs)
+    return _build("loss.options", factory, **kwargs)
 
 
 def model_from_checkpoint(
