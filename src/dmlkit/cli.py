@@ -19,11 +19,16 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from torch import Tensor
 
 from dmlkit.config import ConfigError, ExperimentConfig, load_config
 from dmlkit.training.checkpoint import CheckpointError
+
+if TYPE_CHECKING:
+    from dmlkit.data import DMLDataset
 
 ZERO_SHOT_HINT = (
     "note: the test split holds out IMAGES of the training classes, not classes: this shows that "
@@ -78,10 +83,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate the model of CHECKPOINT on a split of its dataset and print the metrics."""
+def _embed_split(
+    args: argparse.Namespace,
+) -> tuple[Tensor, Tensor, ExperimentConfig, DMLDataset]:
+    """Embeddings, labels, config and dataset of ``args.split`` under ``args.checkpoint``'s model."""
     from dmlkit.training.build import build_split, model_from_checkpoint, resolve_device
-    from dmlkit.training.evaluate import COUNTS, embed_dataset, score
+    from dmlkit.training.evaluate import embed_dataset
 
     model, config = model_from_checkpoint(args.checkpoint, args.set)
     device = resolve_device(config.train.device)
@@ -95,6 +102,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config.data.num_workers,
         progress=config.train.progress,
     )
+    return emb, labels, config, dataset
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate the model of CHECKPOINT on a split of its dataset and print the metrics."""
+    from dmlkit.training.evaluate import COUNTS, score
+
+    emb, labels, config, dataset = _embed_split(args)
     metrics = score(emb, labels, config.eval, config.seed)
     print(f"{config.data.name} {args.split}: {len(dataset)} images, {dataset.num_classes} classes")
     for name, value in metrics.items():
@@ -108,24 +123,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     """Write the embeddings of a split: ``.npy`` holds emb (N, D) float32 with the labels in
     ``<stem>.labels.npy``; ``.npz`` holds emb, labels and index."""
-    from dmlkit.training.build import build_split, model_from_checkpoint, resolve_device
-    from dmlkit.training.evaluate import embed_dataset
-
     out = Path(args.out)
     if out.suffix not in (".npy", ".npz"):
         raise ValueError(f"--out: expected a .npy or .npz file name, got {out}")
-    model, config = model_from_checkpoint(args.checkpoint, args.set)
-    device = resolve_device(config.train.device)
-    dataset = build_split(config.data, args.split, train=False)
-    emb, labels = embed_dataset(
-        model.to(device),
-        dataset,
-        config.eval.batch_size,
-        device,
-        config.train.amp,
-        config.data.num_workers,
-        progress=config.train.progress,
-    )
+    emb, labels, _, _ = _embed_split(args)
     emb_np = emb.numpy().astype(np.float32)
     labels_np = labels.numpy().astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
