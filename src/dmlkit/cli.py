@@ -174,16 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--traceback", action="store_true", help="show the full trace of an error")
     sub = parser.add_subparsers(dest="command", required=True)
-    overrides = {
-        "action": "append",
-        "default": [],
-        "metavar": "KEY=VALUE",
-        "help": "override a config value, for example --set optimizer.lr=1e-4 (repeatable)",
-    }
+
+    def add_overrides(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, for example --set optimizer.lr=1e-4 (repeatable)",
+        )
 
     train = sub.add_parser("train", help="train an experiment (no CONFIG: the embedded demo)")
     train.add_argument("config", nargs="?", help="YAML config (default: the embedded demo)")
-    train.add_argument("--set", **overrides)
+    add_overrides(train)
     train.add_argument(
         "--resume",
         nargs="?",
@@ -200,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("checkpoint", help="a run's checkpoints/best.pt or last.pt")
         cmd.add_argument("--split", default="test", choices=("test", "val", "train"))
-        cmd.add_argument("--set", **overrides)
+        add_overrides(cmd)
         cmd.set_defaults(func=func)
         if name == "eval":
             cmd.add_argument("--json", help="also write the metrics to this JSON file")

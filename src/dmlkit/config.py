@@ -221,7 +221,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _from_mapping(tp, value, path)
     if origin is list:
         if not isinstance(value, (list, tuple)):

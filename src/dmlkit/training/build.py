@@ -30,7 +30,7 @@ from dmlkit.config import (
 )
 from dmlkit.data import DMLDataset, check_dataset, create_dataset, create_transform
 from dmlkit.losses import LOSSES
-from dmlkit.models import create_model
+from dmlkit.models import EmbeddingModel, create_model
 from dmlkit.sampling import MPerClassBatchSampler
 from dmlkit.training.checkpoint import load_checkpoint
 
@@ -137,7 +137,7 @@ def resolve_config(
     return dataclasses.replace(config, model=model, data=data)
 
 
-def build_model(config: ModelConfig) -> nn.Module:
+def build_model(config: ModelConfig) -> EmbeddingModel:
     """``create_model`` with the typed fields that are set and ``options``."""
     kwargs: dict[str, Any] = {
         name: getattr(config, name) for name in MODEL_FIELDS if getattr(config, name) is not None
@@ -178,7 +178,7 @@ def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.M
 
 def model_from_checkpoint(
     path: str | Path, overrides: Sequence[str] = ()
-) -> tuple[nn.Module, ExperimentConfig]:
+) -> tuple[EmbeddingModel, ExperimentConfig]:
     """The model saved in checkpoint ``path`` (``best.pt`` or ``last.pt``) with its config, the
     ``overrides`` (``a.b=c``) applied to that config; the model is on the CPU in eval mode."""
     state = load_checkpoint(path)

@@ -18,7 +18,7 @@ in every group), as a :class:`torch.optim.lr_scheduler.LambdaLR` stepped once pe
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -26,8 +26,16 @@ from torch import nn
 from dmlkit.config import OptimizerConfig, ScheduleConfig
 
 
+class GroupedModel(Protocol):
+    """A model that splits its parameters into optimizer groups (``EmbeddingModel`` does)."""
+
+    def param_groups(
+        self, backbone_lr: float, head_lr: float, weight_decay: float
+    ) -> list[dict[str, Any]]: ...
+
+
 def parameter_groups(
-    config: OptimizerConfig, model: nn.Module, loss_fn: nn.Module
+    config: OptimizerConfig, model: GroupedModel, loss_fn: nn.Module
 ) -> list[dict[str, Any]]:
     """The optimizer groups (module docstring) for ``model`` and ``loss_fn``."""
     backbone_lr = config.lr if config.backbone_lr is None else config.backbone_lr
@@ -52,7 +60,7 @@ def parameter_groups(
 
 
 def build_optimizer(
-    config: OptimizerConfig, model: nn.Module, loss_fn: nn.Module
+    config: OptimizerConfig, model: GroupedModel, loss_fn: nn.Module
 ) -> torch.optim.Optimizer:
     """``config.name`` over :func:`parameter_groups`."""
     groups = parameter_groups(config, model, loss_fn)
@@ -61,7 +69,13 @@ def build_optimizer(
         if len(config.betas) != 2:
             raise ValueError(f"optimizer.betas: expected two values, got {config.betas}")
         cls = torch.optim.Adam if config.name == "adam" else torch.optim.AdamW
-        return cls(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps, weight_decay=wd)
+        return cls(
+            groups,
+            lr=config.lr,
+            betas=(config.betas[0], config.betas[1]),
+            eps=config.eps,
+            weight_decay=wd,
+        )
     if config.name == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=wd)
     if config.name == "rmsprop":
