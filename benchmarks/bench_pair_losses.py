@@ -13,7 +13,12 @@ so a light loss can run below the floor (``ours_over_floor < 1``).
 
 PML has no binomial-deviance loss; that row is timed against the floor only.
 
-    python benchmarks/bench_pair_losses.py [--quick] [--rounds 3] [--repeats 5]
+    python benchmarks/bench_pair_losses.py [--quick] [--rounds 3] [--repeats 5] [--threads 2 1]
+
+The table runs once per ``--threads`` count (default: torch's default, then 1). On a shared,
+oversubscribed machine the single-thread rows show the cost of the computation itself; with
+several threads, every elementwise pass waits for its slowest thread, which inflates the loss
+steps much more than the matrix products of the floor.
 
 ``--quick`` runs small sizes and prints without writing a result file.
 """
@@ -121,7 +126,9 @@ def _measure(
     return times
 
 
-def run_setting(name: str, b: int, d: int, classes: int, rounds: int, repeats: int) -> dict:
+def run_setting(
+    name: str, b: int, d: int, classes: int, rounds: int, repeats: int
+) -> dict[str, Any]:
     x, y = _inputs(b, d, classes)
     ours_factory, theirs_factory = CASES[name]
     steps = {"ours": _step(ours_factory(), x, y), "floor": _step(_floor, x, y)}
@@ -147,14 +154,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="B / 4, one round, no result file")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[torch.get_num_threads(), 1],
+        help="torch thread counts to run the whole table with (default: the default and 1)",
+    )
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     rows = []
-    for name, b, d, classes in SETTINGS:
-        row = run_setting(name, b // 4 if args.quick else b, d, classes, rounds, args.repeats)
-        shown = {k: v for k, v in row.items() if not k.endswith("rounds") and "rounds_" not in k}
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in shown.items()})
-        rows.append(row)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name, b, d, classes in SETTINGS:
+            row: dict[str, Any] = {"threads": threads}
+            row |= run_setting(name, b // 4 if args.quick else b, d, classes, rounds, args.repeats)
+            shown = {k: v for k, v in row.items() if "rounds" not in k}
+            print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in shown.items()})
+            rows.append(row)
     if args.quick:
         return
     payload = {
@@ -163,6 +180,7 @@ def main() -> None:
         "rounds": rounds,
         "repeats_per_round": args.repeats,
         "floor": "autograd step of (X X^T).sum(): Gram forward + two backward matmuls",
+        "threads": args.threads,
         "targets": TARGETS,
         "results": rows,
     }
