@@ -3,12 +3,13 @@
     config = load_config("configs/glyphs/ms.yaml", overrides=["optimizer.lr=3e-4"])
     save_config(config, run_dir / "config.yaml")
 
-An :class:`ExperimentConfig` has the sections ``data``, ``model``, ``loss``, ``optimizer``,
-``schedule``, ``train``, ``eval``, ``output`` and the top-level ``seed``. Every section is a
-dataclass: a key that is not one of its fields is an error that lists the valid keys of that
-section, and a value of the wrong type is an error naming the field, the expected type and the
-value. Component options (``data.options``, ``model.options``, ``loss.options``) are free-form
-mappings handed to the dataset, model or loss factory, which check them.
+An :class:`ExperimentConfig` has the sections ``data``, ``model``, ``loss``, ``method``,
+``optimizer``, ``schedule``, ``train``, ``eval``, ``output`` and the top-level ``seed``. Every
+section is a dataclass: a key that is not one of its fields is an error that lists the valid keys
+of that section, and a value of the wrong type is an error naming the field, the expected type and
+the value. Component options (``data.options``, ``model.options``, ``loss.options``,
+``method.options``) are free-form mappings handed to the dataset, model, loss or method factory,
+which check them.
 
 Files may start from another file: ``base: ../ms.yaml`` (relative to the file) loads that one
 first; then each section of this file replaces the base's values field by field (a field's value,
@@ -86,6 +87,15 @@ class LossConfig:
     """Loss by registry name (``dmlkit list``) and its keyword options."""
 
     name: str = "ms"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    """Training method by registry name (``none``, ``ccp``, ...; see :mod:`dmlkit.methods`) and
+    its keyword options; ``none`` trains the configured loss alone."""
+
+    name: str = "none"
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -186,6 +196,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,10 +1,10 @@
-"""From a config to the parts of a run: device, dataset splits, sampler, model, loss; and the
-trained model back from a checkpoint.
+"""From a config to the parts of a run: device, dataset splits, sampler, model, loss, method; and
+the trained model back from a checkpoint.
 
-Every component is built by registry name (``DATASETS``, ``TRANSFORMS``, ``MODELS``, ``LOSSES``),
-so an unknown name fails with the list of registered ones. :func:`resolve_config` fills the values
-the config leaves to the data (``model.in_channels``, ``data.batches_per_epoch``), so the saved
-config describes the run completely.
+Every component is built by registry name (``DATASETS``, ``TRANSFORMS``, ``MODELS``, ``LOSSES``,
+``METHODS``), so an unknown name fails with the list of registered ones. :func:`resolve_config`
+fills the values the config leaves to the data (``model.in_channels``, ``data.batches_per_epoch``),
+so the saved config describes the run completely.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from dmlkit.config import (
     DataConfig,
     ExperimentConfig,
     LossConfig,
+    MethodConfig,
     ModelConfig,
     apply_overrides,
     config_from_dict,
 )
 from dmlkit.data import DMLDataset, check_dataset, create_dataset, create_transform
 from dmlkit.losses import LOSSES
+from dmlkit.methods import METHODS, TrainingMethod
 from dmlkit.models import EmbeddingModel, create_model
 from dmlkit.sampling import MPerClassBatchSampler
 from dmlkit.training.checkpoint import load_checkpoint
@@ -155,25 +157,53 @@ def build_model(config: ModelConfig) -> EmbeddingModel:
     )
 
 
+def _create_with_context(
+    section: str,
+    kind: str,
+    name: str,
+    factory: Callable[..., T],
+    options: dict[str, Any],
+    context: dict[str, Any],
+) -> T:
+    """``factory(**options)``, adding each ``context`` value the factory takes and the options do
+    not set; unknown options raise ``ConfigError`` listing the accepted ones."""
+    params = inspect.signature(factory).parameters
+    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    named = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    unknown = sorted(set(options) - set(named))
+    if unknown and not open_kwargs:
+        raise ConfigError(
+            f"{section}: unknown option(s) {unknown} for {kind} {name!r}; "
+            f"accepted: {', '.join(named)}"
+        )
+    kwargs = dict(options)
+    for key, value in context.items():
+        if key in params and key not in kwargs:
+            kwargs[key] = value
+    return _build(section, factory, **kwargs)
+
+
 def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.Module:
     """The loss ``config.name`` with ``options``; a factory that takes ``num_classes`` or
     ``embedding_dim`` (per-class parameters, proxies) gets the training set's values unless the
     options set them. Unknown options raise ``ConfigError`` listing the accepted ones."""
+    context = {"num_classes": num_classes, "embedding_dim": embedding_dim}
     factory = LOSSES.get(config.name)
-    params = inspect.signature(factory).parameters
-    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    named = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    unknown = sorted(set(config.options) - set(named))
-    if unknown and not open_kwargs:
-        raise ConfigError(
-            f"loss.options: unknown option(s) {unknown} for loss {config.name!r}; "
-            f"accepted: {', '.join(named)}"
-        )
-    kwargs = dict(config.options)
-    for name, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
-        if name in params and name not in kwargs:
-            kwargs[name] = value
-    return _build("loss.options", factory, **kwargs)
+    return _create_with_context(
+        "loss.options", "loss", config.name, factory, config.options, context
+    )
+
+
+def build_method(
+    config: MethodConfig, num_classes: int, embedding_dim: int, seed: int
+) -> TrainingMethod:
+    """The training method ``config.name`` with ``options`` (see :mod:`dmlkit.methods.registry`);
+    ``num_classes``, ``embedding_dim`` and ``seed`` are given to factories that take them."""
+    context = {"num_classes": num_classes, "embedding_dim": embedding_dim, "seed": seed}
+    factory = METHODS.get(config.name)
+    return _create_with_context(
+        "method.options", "method", config.name, factory, config.options, context
+    )
 
 
 def model_from_checkpoint(

@@ -1,62 +1,16 @@
-"""The callback interface through which training methods (CCP rounds, sharing, memory) plug in.
-
-The trainer calls, in this order::
-
-    on_train_start(trainer)                      once, after a fresh start or a resume
-    on_batch_end(trainer, batch)                 after every optimizer step
-    on_eval(trainer, split, metrics)             after each evaluation of "val" or "test"
-    on_train_end(trainer, metrics)               once, with the content of metrics.json
-
-Callbacks see the whole trainer (``trainer.model``, ``trainer.loss_fn``, ``trainer.optimizer``,
-``trainer.step``, ...). State that must survive a resume goes through ``state_dict`` and
-``load_state_dict``; it is stored in every checkpoint, keyed by position and class name.
+"""Dispatch of the trainer's callback hooks; the interface itself (:class:`Callback`,
+:class:`BatchEnd`, the hook order) is defined in :mod:`dmlkit.methods.hooks`, next to the methods
+that implement it, and re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from torch import Tensor
+from dmlkit.methods.hooks import BatchEnd, Callback, TrainerView
 
-if TYPE_CHECKING:
-    from dmlkit.training.trainer import Trainer
-
-
-@dataclass
-class BatchEnd:
-    """One finished optimizer step: ``loss`` 0-dim (detached), ``embeddings (B, D)`` detached,
-    ``labels (B,)``, on the training device."""
-
-    step: int
-    epoch: int
-    loss: Tensor
-    embeddings: Tensor
-    labels: Tensor
-
-
-class Callback:
-    """Base class: every hook does nothing; override the ones a method needs."""
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        """Called once before the first step (also when resuming)."""
-
-    def on_batch_end(self, trainer: Trainer, batch: BatchEnd) -> None:
-        """Called after every optimizer step."""
-
-    def on_eval(self, trainer: Trainer, split: str, metrics: dict[str, float]) -> None:
-        """Called after evaluating ``split`` ("val" or "test") with its metrics."""
-
-    def on_train_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        """Called once at the end with the content of metrics.json."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """State to save in checkpoints (default: none)."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
+__all__ = ["BatchEnd", "Callback", "CallbackList"]
 
 
 class CallbackList(Callback):
@@ -71,19 +25,23 @@ class CallbackList(Callback):
                 )
         self.callbacks = list(callbacks)
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         for cb in self.callbacks:
             cb.on_train_start(trainer)
 
-    def on_batch_end(self, trainer: Trainer, batch: BatchEnd) -> None:
+    def on_after_backward(self, trainer: TrainerView) -> None:
+        for cb in self.callbacks:
+            cb.on_after_backward(trainer)
+
+    def on_batch_end(self, trainer: TrainerView, batch: BatchEnd) -> None:
         for cb in self.callbacks:
             cb.on_batch_end(trainer, batch)
 
-    def on_eval(self, trainer: Trainer, split: str, metrics: dict[str, float]) -> None:
+    def on_eval(self, trainer: TrainerView, split: str, metrics: dict[str, float]) -> None:
         for cb in self.callbacks:
             cb.on_eval(trainer, split, metrics)
 
-    def on_train_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_train_end(self, trainer: TrainerView, metrics: dict[str, Any]) -> None:
         for cb in self.callbacks:
             cb.on_train_end(trainer, metrics)
 

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from dmlkit.config import EvalConfig
-from dmlkit.data import DMLDataset
 from dmlkit.evaluation import evaluate, extract_embeddings
 from dmlkit.training.amp import autocast
 
@@ -35,7 +34,7 @@ def metric_columns(metrics: Sequence[str], ks: Sequence[int]) -> list[str]:
 
 def embed_dataset(
     model: nn.Module,
-    dataset: DMLDataset,
+    dataset: Dataset[tuple[Tensor, int]],
     batch_size: int,
     device: torch.device,
     amp: str = "none",

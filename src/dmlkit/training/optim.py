@@ -1,8 +1,11 @@
 """Optimizer with backbone / head / loss parameter groups, and the learning-rate schedules.
 
 Groups: the model's ``param_groups(backbone_lr, head_lr, weight_decay)`` (backbone and embedding
-head) plus one ``"loss"`` group for learnable loss parameters (proxies, margin betas) with
-``loss_lr`` and ``loss_weight_decay``; empty groups are dropped. Every group carries a ``"name"``.
+head); one group per submodule of the loss that has an ``optimizer_group()`` method (proxies: it
+returns ``{"name", "params"}`` and optionally ``"lr"``, default ``loss_lr``, and
+``"weight_decay"``, default 0); and one ``"loss"`` group for the other learnable loss parameters
+(margin betas) with ``loss_lr`` and ``loss_weight_decay``. Empty groups are dropped. Every group
+carries a ``"name"``.
 
 Schedules give a factor ``f(t)`` for the rate after ``t`` completed steps (``lr_t = lr * f(t)``
 in every group), as a :class:`torch.optim.lr_scheduler.LambdaLR` stepped once per optimizer step:
@@ -34,6 +37,10 @@ class GroupedModel(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
+def _has_own_group(module: nn.Module) -> bool:
+    return callable(getattr(module, "optimizer_group", None))
+
+
 def parameter_groups(
     config: OptimizerConfig, model: GroupedModel, loss_fn: nn.Module
 ) -> list[dict[str, Any]]:
@@ -43,7 +50,14 @@ def parameter_groups(
     groups = [dict(g) for g in model.param_groups(backbone_lr, config.lr, config.weight_decay)]
     for k, group in enumerate(groups):
         group.setdefault("name", f"group{k}")
-    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+    own = [module.optimizer_group() for module in loss_fn.modules() if _has_own_group(module)]
+    taken = {id(p) for group in own for p in group["params"]}
+    for group in own:
+        group["params"] = [p for p in group["params"] if p.requires_grad]
+        group["lr"] = loss_lr if group.get("lr") is None else group["lr"]
+        group.setdefault("weight_decay", 0.0)
+    groups.extend(own)
+    loss_params = [p for p in loss_fn.parameters() if p.requires_grad and id(p) not in taken]
     if loss_params:
         groups.append(
             {

@@ -4,7 +4,9 @@
     metrics = trainer.fit()                     # trains, evaluates, checkpoints, writes metrics.json
 
 One optimizer step: m-per-class batch -> model under autocast -> float32 embeddings -> loss ->
-(scaled) backward -> optional gradient clipping -> optimizer and scaler step -> schedule step.
+(scaled) backward -> ``on_after_backward`` callbacks -> optional gradient clipping -> optimizer and
+scaler step -> schedule step. The loss is the configured ``loss`` as the configured ``method``
+wraps it, and the method's callbacks run before the ones passed in.
 Every ``eval_every`` steps and at the end the model is scored on the validation split (model
 selection, ``best.pt``) and on the test split; ``train.select_on_test`` selects on test instead.
 Every ``checkpoint_every`` steps and at the end ``last.pt`` holds everything an exact resume needs:
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from dmlkit.config import (
     ExperimentConfig,
@@ -44,6 +46,7 @@ from dmlkit.config import (
 from dmlkit.training.amp import autocast, grad_scaler
 from dmlkit.training.build import (
     build_loss,
+    build_method,
     build_model,
     build_sampler,
     build_splits,
@@ -103,13 +106,14 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed),
         )
         self.model = build_model(cfg.model).to(self.device)
-        self.loss_fn = build_loss(
-            cfg.loss, self.splits.train.num_classes, cfg.model.embedding_dim
-        ).to(self.device)
+        num_classes, dim = self.splits.train.num_classes, cfg.model.embedding_dim
+        self.method = build_method(cfg.method, num_classes, dim, cfg.seed)
+        self.loss_fn = self.method.wrap_loss(build_loss(cfg.loss, num_classes, dim))
+        self.loss_fn = self.loss_fn.to(self.device)
         self.optimizer = build_optimizer(cfg.optimizer, self.model, self.loss_fn)
         self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.steps)
         self.scaler = grad_scaler(self.device, cfg.train.amp)
-        self.callbacks = CallbackList(callbacks)
+        self.callbacks = CallbackList([*self.method.callbacks(), *callbacks])
 
         self.step = 0
         self.epoch = 0
@@ -209,6 +213,7 @@ class Trainer:
         loss = self.loss_fn(emb.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.callbacks.on_after_backward(self)
         if cfg.optimizer.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -267,6 +272,25 @@ class Trainer:
             self.config.train.amp,
             self.config.data.num_workers,
         )
+
+    @property
+    def train_labels(self) -> Tensor:
+        """``(N,)`` int64 class ids of the training items (CPU)."""
+        return torch.from_numpy(self.splits.train.labels)
+
+    def embed_train_items(self, indices: Sequence[int]) -> Tensor:
+        """``(n, D)`` float32 CPU embeddings of the training items ``indices`` with the training
+        transform (each item's seeded augmentation of the current epoch), the model in eval mode."""
+        subset = Subset(self.splits.train, list(indices))
+        emb, _ = embed_dataset(
+            self.model,
+            subset,
+            self.config.eval.batch_size,
+            self.device,
+            self.config.train.amp,
+            self.config.data.num_workers,
+        )
+        return emb
 
     def periodic_eval(self, final: bool) -> None:
         """Evaluate the selection split, keep the best checkpoint, count evaluations without
