@@ -9,6 +9,7 @@ from dmlkit.evaluation.evaluator import (
     evaluate,
 )
 from dmlkit.evaluation.extract import extract_embeddings
+from dmlkit.evaluation.heads import combine_heads, head_embeddings, split_heads
 from dmlkit.evaluation.knn import knn
 from dmlkit.evaluation.lloyd import kmeans
 from dmlkit.evaluation.ranking import Ranking, rank_references
@@ -30,9 +31,11 @@ __all__ = [
     "Ranking",
     "ami",
     "clustering_f1",
+    "combine_heads",
     "evaluate",
     "extract_embeddings",
     "first_relevant_rank",
+    "head_embeddings",
     "kmeans",
     "knn",
     "map_at_k",
@@ -43,4 +46,5 @@ __all__ = [
     "r_precision",
     "rank_references",
     "recall_at_k",
+    "split_heads",
 ]

@@ -27,6 +27,7 @@ from dmlkit.models import vit as _vit  # noqa: F401  (registers vit_small)
 from dmlkit.models.batchnorm import batchnorm_layers, freeze_batchnorm
 from dmlkit.models.embedding import EmbeddingModel
 from dmlkit.models.head import EmbeddingHead
+from dmlkit.models.multihead import MultiHeadEmbeddingModel
 from dmlkit.models.pooling import POOLINGS, GlobalPool
 from dmlkit.models.registry import (
     MODELS,
@@ -44,6 +45,7 @@ __all__ = [
     "EmbeddingHead",
     "EmbeddingModel",
     "GlobalPool",
+    "MultiHeadEmbeddingModel",
     "batchnorm_layers",
     "create_model",
     "freeze_batchnorm",

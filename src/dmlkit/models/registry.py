@@ -14,7 +14,7 @@ and ``head.*``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from torch import nn
 from dmlkit.core.registry import Registry
 from dmlkit.models.embedding import EmbeddingModel
 from dmlkit.models.head import EmbeddingHead
+from dmlkit.models.multihead import MultiHeadEmbeddingModel, check_head_dims
 from dmlkit.models.pooling import GlobalPool
 from dmlkit.models.weights import load_state_dict_strict, read_state_dict
 
@@ -77,6 +78,7 @@ def register_backbone(
             frozen_bn: bool = False,
             freeze_bn_affine: bool = False,
             in_channels: int | None = None,
+            heads: Mapping[str, int] | None = None,
             **options: Any,
         ) -> EmbeddingModel:
             if in_channels is not None:
@@ -88,18 +90,33 @@ def register_backbone(
                     raise ValueError(f"in_channels: expected a positive int, got {in_channels!r}")
                 options["in_channels"] = in_channels
             spec = build(**options)
-            model = EmbeddingModel(
-                spec.module,
-                GlobalPool(
-                    spec.default_pooling if pooling is None else pooling,
-                    spec.layout,
-                    spec.num_prefix_tokens,
-                ),
-                EmbeddingHead(spec.num_features, embedding_dim, bn=head_bn, normalize=normalize),
-                frozen_bn=frozen_bn,
-                freeze_bn_affine=freeze_bn_affine,
-                input_ndims=spec.input_ndims,
+            pool = GlobalPool(
+                spec.default_pooling if pooling is None else pooling,
+                spec.layout,
+                spec.num_prefix_tokens,
             )
+            model: EmbeddingModel
+            if heads is None:
+                model = EmbeddingModel(
+                    spec.module,
+                    pool,
+                    EmbeddingHead(spec.num_features, embedding_dim, head_bn, normalize),
+                    frozen_bn=frozen_bn,
+                    freeze_bn_affine=freeze_bn_affine,
+                    input_ndims=spec.input_ndims,
+                )
+            else:
+                model = MultiHeadEmbeddingModel(
+                    spec.module,
+                    pool,
+                    {
+                        name: EmbeddingHead(spec.num_features, dim, head_bn, normalize)
+                        for name, dim in check_head_dims(heads, embedding_dim).items()
+                    },
+                    frozen_bn=frozen_bn,
+                    freeze_bn_affine=freeze_bn_affine,
+                    input_ndims=spec.input_ndims,
+                )
             if pretrained is not None:
                 load_pretrained(model, pretrained, spec)
             return model
@@ -131,7 +148,10 @@ def create_model(
     unit-norm embeddings. ``frozen_bn``: backbone BatchNorm in eval mode through ``train()``
     (``freeze_bn_affine=True`` also freezes its affine parameters). ``in_channels``: image
     channels (``None``: the backbone's default, 1 for the small models, 3 for ImageNet ones).
-    Further ``kwargs`` go to the backbone builder.
+    ``heads={name: D_h, ...}`` (in ``kwargs``) builds a
+    :class:`~dmlkit.models.multihead.MultiHeadEmbeddingModel` with one head per entry, each like
+    the single head (``head_bn``, ``normalize``), ``Σ D_h == embedding_dim``. Further ``kwargs``
+    go to the backbone builder.
     """
     return MODELS.create(
         name,
