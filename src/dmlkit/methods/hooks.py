@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
 
 
 class TrainerView(Protocol):
@@ -60,6 +61,20 @@ class TrainerView(Protocol):
     def embed_train_items(self, indices: Sequence[int]) -> Tensor:
         """``(n, D)`` float32 CPU embeddings of training items ``indices`` (training transform,
         current model in eval mode, no gradient)."""
+        ...
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``(B, D)`` float32 embeddings of a training batch (moved to the device, autocast)."""
+        ...
+
+    def optimizer_step(self, loss: Tensor) -> None:
+        """One optimizer update on ``loss``: zero the gradients, scaled backward,
+        ``on_after_backward``, optional clipping, optimizer and scaler step (no schedule step)."""
+        ...
+
+    def train_loader(self, batch_sampler: Sampler[list[int]]) -> DataLoader:
+        """A loader of ``(images, labels)`` batches of the training set drawn by
+        ``batch_sampler``, with the run's workers (a method's own batches)."""
         ...
 
 

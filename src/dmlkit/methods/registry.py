@@ -1,6 +1,6 @@
 """Training methods selectable from a config: ``method: {name: ccp, options: {...}}``.
 
-A method changes a run in up to two places, and nothing else:
+A method changes a run in these places, and nothing else:
 
 - :meth:`TrainingMethod.wrap_loss` wraps or replaces the configured loss. Parameters of the
   returned module are trained, checkpointed and resumed with the loss (``loss`` state); a
@@ -8,6 +8,11 @@ A method changes a run in up to two places, and nothing else:
   own optimizer parameter group.
 - :meth:`TrainingMethod.callbacks` adds trainer callbacks (:mod:`dmlkit.methods.hooks`), which
   run before the callbacks a user passes and keep their state in checkpoints.
+- :meth:`TrainingMethod.train_step` is one training iteration (default: one optimizer step on
+  the loss of the batch); a method may take several optimizer steps, on other batches too.
+- :meth:`TrainingMethod.eval_views` picks the embedding that is scored (and selects the model)
+  from the model's output and adds named views scored alongside (``"view/metric"`` keys);
+  :meth:`TrainingMethod.log_fields` adds values to the train log records.
 
 Factories are registered in ``METHODS``; a factory that takes ``num_classes``,
 ``embedding_dim`` or ``seed`` receives the training set's class count, the model's embedding size
@@ -16,10 +21,10 @@ and the run's seed unless the options set them. ``none`` changes nothing.
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from dmlkit.core.registry import Registry
-from dmlkit.methods.hooks import Callback
+from dmlkit.methods.hooks import Callback, TrainerView
 
 
 class TrainingMethod:
@@ -32,6 +37,25 @@ class TrainingMethod:
     def callbacks(self) -> list[Callback]:
         """Callbacks the method needs, in the order they are called."""
         return []
+
+    def train_step(
+        self, trainer: TrainerView, images: Tensor, labels: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One iteration on the batch ``images``, ``labels (B,)`` (on the device); returns the
+        detached loss and embeddings ``(B, D)``. The trainer steps the schedule afterwards."""
+        emb = trainer.forward(images)
+        loss: Tensor = trainer.loss_fn(emb, labels)
+        trainer.optimizer_step(loss)
+        return loss.detach(), emb.detach()
+
+    def eval_views(self, emb: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """From evaluated model outputs ``emb (N, D)``: the embedding to score and select on,
+        and further named views to score (default: ``emb`` itself, none)."""
+        return emb, {}
+
+    def log_fields(self) -> dict[str, float]:
+        """Values added to each train log record (default: none)."""
+        return {}
 
 
 METHODS: Registry[TrainingMethod] = Registry("method")

@@ -6,7 +6,9 @@
 One optimizer step: m-per-class batch -> model under autocast -> float32 embeddings -> loss ->
 (scaled) backward -> ``on_after_backward`` callbacks -> optional gradient clipping -> optimizer and
 scaler step -> schedule step. The loss is the configured ``loss`` as the configured ``method``
-wraps it, and the method's callbacks run before the ones passed in.
+wraps it, and the method's callbacks run before the ones passed in. A method may replace the
+iteration (``TrainingMethod.train_step``, e.g. two optimizer steps) and choose which view of the
+model's output is evaluated (``TrainingMethod.eval_views``).
 Every ``eval_every`` steps and at the end the model is scored on the validation split (model
 selection, ``best.pt``) and on the test split; ``train.select_on_test`` selects on test instead.
 Every ``checkpoint_every`` steps and at the end ``last.pt`` holds everything an exact resume needs:
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Sampler, Subset
 
 from dmlkit.config import (
     ExperimentConfig,
@@ -55,7 +57,7 @@ from dmlkit.training.build import (
 )
 from dmlkit.training.callbacks import BatchEnd, Callback, CallbackList
 from dmlkit.training.checkpoint import load_checkpoint, save_checkpoint
-from dmlkit.training.evaluate import embed_dataset, metric_columns, score
+from dmlkit.training.evaluate import COUNTS, embed_dataset, metric_columns, score
 from dmlkit.training.logging import Progress, RunLogger
 from dmlkit.training.optim import build_optimizer, build_scheduler
 from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
@@ -204,13 +206,24 @@ class Trainer:
         progress.close()
 
     def train_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One optimizer step on a batch; returns the detached loss, embeddings and labels."""
-        cfg = self.config
-        images = images.to(self.device, non_blocking=True)
+        """One training iteration (the method's, by default one optimizer step on the batch),
+        then one schedule step; returns the detached loss, embeddings and labels."""
         labels = labels.to(self.device, non_blocking=True)
-        with autocast(self.device, cfg.train.amp):
+        loss, emb = self.method.train_step(self, images, labels)
+        self.scheduler.step()
+        return loss, emb, labels
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Float32 embeddings ``(B, D)`` of a training batch (model under autocast)."""
+        images = images.to(self.device, non_blocking=True)
+        with autocast(self.device, self.config.train.amp):
             emb = self.model(images)
-        loss = self.loss_fn(emb.float(), labels)
+        return emb.float()
+
+    def optimizer_step(self, loss: Tensor) -> None:
+        """Zero the gradients, (scaled) backward, ``on_after_backward``, optional clipping,
+        optimizer and scaler step."""
+        cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.callbacks.on_after_backward(self)
@@ -220,8 +233,17 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, cfg.optimizer.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
-        return loss.detach(), emb.detach(), labels
+
+    def train_loader(self, batch_sampler: Sampler[list[int]]) -> DataLoader:
+        """A loader over the training set with ``batch_sampler`` and the run's workers (its own
+        generator, so that making an iterator leaves the global random state alone)."""
+        return DataLoader(
+            self.splits.train,
+            batch_sampler=batch_sampler,
+            num_workers=self.config.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
 
     def advance(self) -> None:
         """Count a finished step; an epoch ends after ``len(sampler)`` batches."""
@@ -237,7 +259,7 @@ class Trainer:
         images_per_s = window["images"] / max(window["time"], 1e-9)
         lr = self.optimizer.param_groups[0]["lr"]
         record = {"kind": "train", "step": self.step, "epoch": self.epoch, "loss": loss}
-        record.update({"lr": lr, "images_per_s": images_per_s})
+        record.update({"lr": lr, "images_per_s": images_per_s, **self.method.log_fields()})
         self._log(record)
         progress.update(self.step, {"loss": loss, "lr": lr, "img/s": images_per_s})
 
@@ -252,11 +274,21 @@ class Trainer:
         emb, labels = self.embed(split)
         if split == "test":
             self.test_embeddings = (self.step, emb, labels)
-        metrics = score(emb, labels, self.config.eval, self.config.seed)
+        metrics = self.score(emb, labels)
         self._log(
             {"kind": "eval", "step": self.step, "epoch": self.epoch, "split": split, **metrics}
         )
         self.callbacks.on_eval(self, split, metrics)
+        return metrics
+
+    def score(self, emb: Tensor, labels: Tensor) -> dict[str, float]:
+        """Metrics of the method's evaluated view of ``emb``, plus ``"view/metric"`` for each of
+        its further views."""
+        main, views = self.method.eval_views(emb)
+        metrics = score(main, labels, self.config.eval, self.config.seed)
+        for name, view in views.items():
+            extra = score(view, labels, self.config.eval, self.config.seed)
+            metrics.update({f"{name}/{k}": v for k, v in extra.items() if k not in COUNTS})
         return metrics
 
     def embed(self, split: str, model: torch.nn.Module | None = None) -> tuple[Tensor, Tensor]:
@@ -409,7 +441,7 @@ class Trainer:
         elif best_test is None or cfg.output.embeddings:
             emb, labels = self.embed("test", best_model)
             if best_test is None:
-                best_test = score(emb, labels, cfg.eval, cfg.seed)
+                best_test = self.score(emb, labels)
         if cfg.output.embeddings:
             folder = self.run_dir / "embeddings"
             folder.mkdir(exist_ok=True)
