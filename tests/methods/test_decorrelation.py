@@ -80,8 +80,8 @@ def test_explicit_value_and_default_sizes() -> None:
 
 
 def test_own_optimizer_group_and_input_errors() -> None:
-    decorr = Decorrelation(4, 4, hidden_dim=8)
-    (group,) = decorr.param_groups(lr=1e-5, weight_decay=1e-6)
+    decorr = Decorrelation(4, 4, hidden_dim=8, lr=1e-5, weight_decay=1e-6)
+    group = decorr.optimizer_group()
     assert group["name"] == "decorrelation" and group["lr"] == 1e-5
     assert group["weight_decay"] == 1e-6 and len(group["params"]) == 4
     with pytest.raises(ValueError, match=r"expected shapes \(3, 4\) and \(3, 4\)"):

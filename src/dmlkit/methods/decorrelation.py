@@ -14,8 +14,9 @@ to *lower* it: the two heads are pushed to carry different information. For unit
 random directions ``|L_decorr| ≈ 1/D_t²`` (6.1e-5 at D_t = 128), which is why the weight ``ρ`` is
 of order 10²-10³.
 
-The regressor has its own optimizer group (:meth:`Decorrelation.param_groups`; the authors use
-lr 1e-5, weight decay 1e-6 or 0). Memory O(B H).
+The regressor has its own optimizer group (:meth:`Decorrelation.optimizer_group`, rate ``lr``,
+``None`` for the trainer's loss rate, and ``weight_decay``; the authors use lr 1e-5, weight decay
+1e-6 or 0). Memory O(B H).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dmlkit.core.checks import check_embeddings
+from dmlkit.core.checks import check_embeddings, check_positive
 from dmlkit.methods.gradient_reversal import grad_reverse
 
 
@@ -38,8 +39,17 @@ def _positive_dim(value: object, name: str) -> int:
 class Decorrelation(nn.Module):
     """``forward(source (B, D_s), target (B, D_t)) -> 0-dim L_decorr`` (module docstring)."""
 
-    def __init__(self, source_dim: int = 128, target_dim: int = 128, hidden_dim: int = 512) -> None:
+    def __init__(
+        self,
+        source_dim: int = 128,
+        target_dim: int = 128,
+        hidden_dim: int = 512,
+        lr: float | None = None,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__()
+        self.lr = None if lr is None else check_positive(lr, "lr")
+        self.weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
         self.source_dim = _positive_dim(source_dim, "source_dim")
         self.target_dim = _positive_dim(target_dim, "target_dim")
         hidden = _positive_dim(hidden_dim, "hidden_dim")
@@ -59,16 +69,14 @@ class Decorrelation(nn.Module):
         predicted = self.regressor(grad_reverse(source)).to(target.dtype)  # float32 under autocast
         return -(grad_reverse(target) * F.normalize(predicted, dim=1)).pow(2).mean()
 
-    def param_groups(self, lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
-        """One optimizer group ``"decorrelation"`` for the regressor."""
-        return [
-            {
-                "name": "decorrelation",
-                "params": list(self.regressor.parameters()),
-                "lr": lr,
-                "weight_decay": weight_decay,
-            }
-        ]
+    def optimizer_group(self) -> dict[str, Any]:
+        """The optimizer group ``"decorrelation"`` of the regressor (``lr`` None: the loss rate)."""
+        return {
+            "name": "decorrelation",
+            "params": list(self.regressor.parameters()),
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+        }
 
     def extra_repr(self) -> str:
         return f"source_dim={self.source_dim}, target_dim={self.target_dim}"

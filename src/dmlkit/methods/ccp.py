@@ -1,0 +1,269 @@
+"""Chance-constrained proxies (CCP; Gurbuz, Can, Alatan, WACV 2024): the rounds around the loss.
+
+Round ``t`` trains :class:`~dmlkit.methods.ccp_loss.CCPLoss` plus the proximal term
+``(λ_t/2)|θ - θ̄_t|²`` on the network weights (not the proxies), ``λ_0 = 0`` and
+``λ_t = λ · decay^t`` afterwards. :class:`CCPRounds` runs the rounds as a trainer callback:
+
+- at the start of training the proxies are selected by greedy k-center from a candidate pool,
+  starting from zero (:func:`~dmlkit.methods.kcenter.greedy_k_center`): the largest-norm candidates
+  first;
+- at every evaluation of ``split`` the ``metric`` (validation MAP@R) is compared with the round's
+  best (improvement: more than ``min_delta``); an improvement stores the network weights and the
+  proxies as the round's best;
+- after ``patience`` evaluations in a row without improvement a new round starts: the anchor
+  ``θ̄`` becomes the round's best weights, ``λ_t`` is set, and all proxies are re-selected by
+  k-center from a fresh pool embedded by the current network, starting from the round's best
+  proxies; the round's best is reset (so a round lasts at least ``patience + 1`` evaluations).
+  The network keeps its current weights unless ``restore_best_at_switch``.
+
+The candidate pool holds ``b`` training items per class (``b·K`` when ``b < K``), drawn without
+replacement from a per-round seeded permutation (items repeat only when a class has fewer than
+``b``), embedded with the training transform and the model in eval mode, unnormalised; the new
+proxies are exactly those embeddings. Global early stopping and restoring the best weights are the
+trainer's ``train.patience`` and best checkpoint.
+
+``metric_one_eval_late=True`` reproduces the official code, whose round logic reads the metric of
+the previous evaluation (0 at the first) while storing the current weights as the best.
+
+Memory: two copies of the network weights (round best and anchor), two of the proxies, and the
+pool ``(C, b, D)`` during a switch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dmlkit.core.checks import check_positive
+from dmlkit.methods.ccp_loss import CCPLoss
+from dmlkit.methods.hooks import Callback, TrainerView
+from dmlkit.methods.kcenter import greedy_k_center
+from dmlkit.methods.proximal import ProximalTerm
+from dmlkit.methods.registry import METHODS, TrainingMethod
+
+
+def pool_size(b: int, per_class: int) -> int:
+    """Candidates per class: ``b`` when ``b >= K``, else ``b·K``."""
+    return b if b >= per_class else b * per_class
+
+
+def candidate_indices(
+    labels: Tensor, num_classes: int, size: int, generator: torch.Generator
+) -> Tensor:
+    """``(C, size)`` item indices, row ``c`` from class ``c`` in random order (cycling through the
+    class's items when it has fewer than ``size``). ``labels (N,)`` int64 in ``0..C-1``."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    if counts.numel() != num_classes or int(counts.min()) == 0:
+        raise ValueError(
+            f"labels: expected every one of the {num_classes} classes to have a training item"
+        )
+    perm = torch.randperm(labels.numel(), generator=generator)
+    order = perm[torch.sort(labels[perm], stable=True).indices]
+    starts = torch.cumsum(counts, 0) - counts
+    offsets = torch.arange(size)[None, :] % counts[:, None]
+    return order[starts[:, None] + offsets]
+
+
+def _snapshot(tensors: list[Tensor]) -> list[Tensor]:
+    return [t.detach().clone() for t in tensors]
+
+
+class CCPRounds(Callback):
+    """The CCP round logic (module docstring) for ``loss``; its state is checkpointed."""
+
+    def __init__(
+        self,
+        loss: CCPLoss,
+        pool: int = 12,
+        patience: int = 3,
+        lam: float = 2e-4,
+        lam_decay: float = 1.0,
+        min_delta: float = 1e-5,
+        metric: str = "map@r",
+        split: str = "val",
+        metric_one_eval_late: bool = False,
+        restore_best_at_switch: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if pool < 1 or patience < 1:
+            raise ValueError(f"pool, patience: expected >= 1, got {pool}, {patience}")
+        self.loss = loss
+        self.pool = pool
+        self.patience = patience
+        self.lam = check_positive(lam, "lam", allow_zero=True)
+        self.lam_decay = check_positive(lam_decay, "lam_decay")
+        self.min_delta = float(min_delta)
+        self.metric = metric
+        self.split = split
+        self.metric_one_eval_late = bool(metric_one_eval_late)
+        self.restore_best_at_switch = bool(restore_best_at_switch)
+        self.seed = int(seed)
+        self.proximal: ProximalTerm | None = None
+        self.anchor: list[Tensor] | None = None
+        self.lam_t = 0.0
+        self.round = 0
+        self.selected = False
+        self.best: float | None = None
+        self.stale = 0
+        self.previous_metric = 0.0
+        self.best_weights: list[Tensor] | None = None
+        self.best_proxies: Tensor | None = None
+        self.switch_steps: list[int] = []
+
+    # ------------------------------------------------------------------------------ hooks
+
+    def on_train_start(self, trainer: TrainerView) -> None:
+        self.proximal = ProximalTerm(self._network(trainer))
+        if self.anchor is not None:
+            self.proximal.set_anchor(self.anchor, self.lam_t)
+        if not self.selected:
+            zeros = torch.zeros_like(self.loss.proxies.per_class_view())
+            self.select_proxies(trainer, zeros)
+            self.selected = True
+
+    def on_after_backward(self, trainer: TrainerView) -> None:
+        if self.proximal is not None:
+            self.proximal.add_gradient(trainer.scaler.get_scale())
+
+    def on_eval(self, trainer: TrainerView, split: str, metrics: dict[str, float]) -> None:
+        if split != self.split:
+            return
+        if self.metric not in metrics:
+            raise KeyError(
+                f"ccp metric: expected {self.metric!r} among the evaluated {sorted(metrics)}"
+            )
+        value = metrics[self.metric]
+        if self.metric_one_eval_late:
+            value, self.previous_metric = self.previous_metric, value
+        if self.best is None or value > self.best + self.min_delta:
+            self.best, self.stale = value, 0
+            self.best_weights = _snapshot(self._network(trainer))
+            self.best_proxies = self.loss.proxies.per_class_view().detach().clone()
+        else:
+            self.stale += 1
+        if self.stale >= self.patience:
+            self.start_round(trainer)
+
+    # ------------------------------------------------------------------------------ rounds
+
+    def start_round(self, trainer: TrainerView) -> None:
+        """Anchor ← round best, ``λ_t``, proxies re-selected from the round's best proxies."""
+        if self.best_weights is None or self.best_proxies is None or self.proximal is None:
+            raise RuntimeError("a CCP round can only end after an evaluation stored its best")
+        self.round += 1
+        self.switch_steps.append(trainer.step)
+        self.anchor, self.lam_t = self.best_weights, self.lam * self.lam_decay**self.round
+        self.proximal.set_anchor(self.anchor, self.lam_t)
+        if self.restore_best_at_switch:
+            with torch.no_grad():
+                for p, best in zip(self._network(trainer), self.best_weights, strict=True):
+                    p.copy_(best)
+        self.select_proxies(trainer, self.best_proxies)
+        self.best, self.stale = None, 0
+
+    def select_proxies(self, trainer: TrainerView, init: Tensor) -> None:
+        """Set all proxies by greedy k-center over a fresh candidate pool from ``init (C, K, D)``."""
+        px = self.loss.proxies
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.round)
+        index = candidate_indices(
+            trainer.train_labels, px.num_classes, pool_size(self.pool, px.per_class), g
+        )
+        emb = trainer.embed_train_items(index.reshape(-1).tolist())
+        candidates = emb.view(px.num_classes, index.shape[1], -1).to(px.weight.device)
+        centers, _ = greedy_k_center(candidates, init.to(candidates), px.per_class)
+        px.assign(centers)
+
+    def _network(self, trainer: TrainerView) -> list[nn.Parameter]:
+        return [p for p in trainer.model.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "selected": self.selected,
+            "best": self.best,
+            "stale": self.stale,
+            "previous_metric": self.previous_metric,
+            "best_weights": self.best_weights,
+            "best_proxies": self.best_proxies,
+            "anchor": self.anchor,
+            "lam_t": self.lam_t,
+            "switch_steps": list(self.switch_steps),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.round, self.selected = state["round"], state["selected"]
+        self.best, self.stale = state["best"], state["stale"]
+        self.previous_metric = state["previous_metric"]
+        self.best_weights, self.best_proxies = state["best_weights"], state["best_proxies"]
+        self.anchor, self.lam_t = state["anchor"], state["lam_t"]
+        self.switch_steps = list(state["switch_steps"])
+
+
+class CCPMethod(TrainingMethod):
+    """The ``ccp`` method: :class:`CCPLoss` around the configured loss and :class:`CCPRounds`."""
+
+    def __init__(self, loss_options: dict[str, Any], round_options: dict[str, Any]) -> None:
+        self.loss_options = loss_options
+        self.round_options = round_options
+        self.loss: CCPLoss | None = None
+
+    def wrap_loss(self, loss: nn.Module) -> nn.Module:
+        self.loss = CCPLoss(loss, **self.loss_options)
+        return self.loss
+
+    def callbacks(self) -> list[Callback]:
+        if self.loss is None:
+            raise RuntimeError("ccp: wrap_loss must build the loss before the callbacks")
+        return [CCPRounds(self.loss, **self.round_options)]
+
+
+@METHODS.register("ccp")
+def ccp(
+    num_classes: int,
+    embedding_dim: int,
+    seed: int = 0,
+    per_class: int = 8,
+    pool: int = 12,
+    pair_weight: float = 0.1,
+    proxy_weight: float = 1.0,
+    lipschitz: bool = True,
+    lam: float = 2e-4,
+    lam_decay: float = 1.0,
+    patience: int = 3,
+    min_delta: float = 1e-5,
+    metric: str = "map@r",
+    split: str = "val",
+    metric_one_eval_late: bool = False,
+    restore_best_at_switch: bool = False,
+    proxy_lr: float | None = None,
+    proxy_weight_decay: float = 0.0,
+) -> CCPMethod:
+    """CCP with the paper's CUB/Cars defaults: 8 proxies per class, pool 12, λ = 2e-4, round
+    patience 3 evaluations, loss weights 0.1 (batch) and 1.0 (proxies); see the module docstring."""
+    loss_options = {
+        "num_classes": num_classes,
+        "embedding_dim": embedding_dim,
+        "per_class": per_class,
+        "pair_weight": pair_weight,
+        "proxy_weight": proxy_weight,
+        "lipschitz": lipschitz,
+        "lr": proxy_lr,
+        "weight_decay": proxy_weight_decay,
+    }
+    round_options = {
+        "pool": pool,
+        "patience": patience,
+        "lam": lam,
+        "lam_decay": lam_decay,
+        "min_delta": min_delta,
+        "metric": metric,
+        "split": split,
+        "metric_one_eval_late": metric_one_eval_late,
+        "restore_best_at_switch": restore_best_at_switch,
+        "seed": seed,
+    }
+    return CCPMethod(loss_options, round_options)
