@@ -126,7 +126,9 @@ def parse_arm(text: str) -> Arm:
     """``name=config.yaml[,a.b=c,...]`` -> :class:`Arm`."""
     name, sep, rest = text.partition("=")
     if not sep or not name or not rest:
-        raise argparse.ArgumentTypeError(f"--arm: expected NAME=CONFIG[,KEY=VALUE...], got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--arm: expected NAME=CONFIG[,KEY=VALUE...], got {text!r}"
+        )
     config, *overrides = rest.split(",")
     return Arm(name, config, tuple(overrides))
 

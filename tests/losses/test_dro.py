@@ -25,6 +25,7 @@ from dmlkit.losses.uncertainty import (
     KLPenalty,
     SampledKL,
     TopK,
+    Uniform,
     project_to_simplex,
 )
 
@@ -192,6 +193,15 @@ def test_recoveries_uniform_and_hardest_pair() -> None:
     n_unique = unique.numel() // 2
     assert create("dro_topk", k=n_unique)(x, y).item() == pytest.approx(unique.mean().item())
     assert create("dro_topk", k=1)(x, y).item() == pytest.approx(unique.max().item())
+    assert create("dro_mean")(x, y).item() == pytest.approx(unique.mean().item())
+
+
+def test_uniform_weights_every_pair_equally() -> None:
+    losses = _losses(3).requires_grad_(True)
+    value = Uniform()(losses)
+    (g,) = torch.autograd.grad(value, losses)
+    assert value.item() == pytest.approx(losses.mean().item())
+    assert torch.allclose(g, torch.full_like(losses, 1 / losses.numel()))
 
 
 def test_per_anchor_kl_with_t1_on_linear_terms_is_lifted_structure() -> None:

@@ -34,7 +34,7 @@ from dmlkit.losses.miners import PairMiner
 from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.registry import LOSSES
 from dmlkit.losses.terms import HingeTerm, PairTerm, SoftplusTerm
-from dmlkit.losses.uncertainty import KLPenalty, SampledKL, TopK, UncertaintySet
+from dmlkit.losses.uncertainty import KLPenalty, SampledKL, TopK, UncertaintySet, Uniform
 
 
 def k_from_official(k_official: int) -> int:
@@ -143,6 +143,21 @@ def dro_topk(
     """DRO-TopK: the mean of the ``k`` largest unique-pair losses (default ``k = 160`` = the
     official CUB ``K = 80``). ``base="margin"`` is the paper's _M variant, ``"binomial"`` _B."""
     return _dro(DROAggregator(TopK(k)), base, term_kwargs, miner, similarity, relation_fn)
+
+
+@LOSSES.register("dro_mean")
+def dro_mean(
+    base: str = "margin",
+    miner: PairMiner | None = None,
+    similarity: str = "cosine",
+    relation_fn: RelationFn | None = None,
+    **term_kwargs: float,
+) -> PairLoss:
+    """The plain mean of all unique-pair losses (uniform weights, ``U = {1/M}``): the non-robust
+    baseline of the DRO paper, with the same base losses as the DRO variants. Every positive pair
+    weighs as much as every negative one, so its share of the loss falls with the
+    positive/negative ratio of the batch."""
+    return _dro(DROAggregator(Uniform()), base, term_kwargs, miner, similarity, relation_fn)
 
 
 @LOSSES.register("dro_kl")

@@ -9,6 +9,7 @@ equivariant, ``F(l + c) = F(l) + c``, and lie between ``mean(l)`` and ``max(l)``
 =====================  ==============================================  ==============================
 set                    F(l)                                            p*
 =====================  ==============================================  ==============================
+``Uniform()``          mean(l)  (U = {1/M}, no robustness)               1/M on every pair
 ``TopK(k)``            mean of the k largest losses                    1/k on them (CVaR at k/M)
                        (U = {p ∈ Δ, p_i <= 1/k})
 ``KLPenalty(t)``       t log mean exp(l / t)  (r = t KL(p || 1/M))     softmax(l / t)
@@ -54,6 +55,14 @@ def clamp_k(k: int, available: int, name: str = "k") -> int:
         )
         return available
     return k
+
+
+class Uniform(UncertaintySet):
+    """``U = {(1/M, ..., 1/M)}``: the plain mean of the pair losses, every pair weighted equally
+    whatever its loss. The non-robust baseline the DRO sets are compared with."""
+
+    def value(self, losses: Tensor) -> Tensor:
+        return losses.mean()
 
 
 class TopK(UncertaintySet):
