@@ -17,6 +17,7 @@ from dmlkit.losses.aggregators import (
     PairSumAggregator,
     PerPositiveSoftplusAggregator,
 )
+from dmlkit.losses.dro import DROAggregator, DROPNAggregator, k_from_official
 from dmlkit.losses.margin import MarginLoss
 from dmlkit.losses.miners import (
     AllPairsMiner,
@@ -35,6 +36,15 @@ from dmlkit.losses.registry import LOSSES, create
 from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
 from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
 from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, TripletSampler
+from dmlkit.losses.uncertainty import (
+    ChiSquarePenalty,
+    KLBall,
+    KLPenalty,
+    SampledKL,
+    TopK,
+    UncertaintySet,
+    Uniform,
+)
 from dmlkit.losses.weights import pair_weights
 
 __all__ = [
@@ -43,11 +53,16 @@ __all__ = [
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
     "BatchHardTripletLoss",
+    "ChiSquarePenalty",
     "CircleTerm",
+    "DROAggregator",
+    "DROPNAggregator",
     "DistanceWeightedPairMiner",
     "DistanceWeightedSampler",
     "HardestPairMiner",
     "HingeTerm",
+    "KLBall",
+    "KLPenalty",
     "LiftedSongAggregator",
     "LinearTerm",
     "MarginLoss",
@@ -62,13 +77,18 @@ __all__ = [
     "ProxyAnchorLoss",
     "ProxyLoss",
     "ProxySoftmaxLoss",
+    "SampledKL",
     "SemiHardPairMiner",
     "SoftTripleLoss",
     "SoftplusTerm",
     "ThresholdMiner",
+    "TopK",
     "TopKPairMiner",
     "TripletLoss",
     "TripletSampler",
+    "UncertaintySet",
+    "Uniform",
     "create",
+    "k_from_official",
     "pair_weights",
 ]
