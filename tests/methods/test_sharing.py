@@ -129,6 +129,8 @@ def test_method_builds_the_loss_from_a_copy_and_scores_the_views() -> None:
     main, views = method.eval_views(emb.detach())
     assert torch.equal(main, emb[:, :6].detach()) and list(views) == ["shared", "concat"]
     torch.testing.assert_close(views["concat"], F.normalize(emb.detach(), dim=1))
+    only_concat = sharing(embedding_dim=10, shared_dim=4, report=["concat"])
+    assert list(only_concat.eval_views(emb.detach())[1]) == ["concat"]
 
 
 @pytest.mark.parametrize(
@@ -140,6 +142,7 @@ def test_method_builds_the_loss_from_a_copy_and_scores_the_views() -> None:
         ({"shared_dim": 10}, "0 < shared_dim < model.embedding_dim=10"),
         ({"eval_view": "intra"}, "eval_view: expected one of"),
         ({"alpha": -1.0}, "alpha"),
+        ({"report": ["discriminative"]}, r"report: expected names from \['shared', 'concat'\]"),
     ],
 )
 def test_bad_options(options: dict[str, Any], match: str) -> None:

@@ -19,7 +19,7 @@ heads (:mod:`dmlkit.methods.decorrelation`). Modes:
 
 Evaluation scores ``eval_view`` (a head or a combination; it also selects the model) and reports
 every other head and each weighted re-normalised concatenation of ``combinations`` as
-``"name/metric"`` (:mod:`dmlkit.evaluation.heads`). The regressor has its own optimizer group
+``"name/metric"`` (:mod:`dmlkit.evaluation.heads`), or only the views listed in ``report``. The regressor has its own optimizer group
 (``decorrelation_lr``, ``None``: ``optimizer.loss_lr``; ``decorrelation_weight_decay``).
 Sampling draws from torch's global generator, which the trainer seeds and restores on resume.
 """
@@ -27,7 +27,7 @@ Sampling draws from torch's global generator, which the trainer seeds and restor
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -121,6 +121,7 @@ class Sharing(TrainingMethod):
         eval_view: str,
         combinations: Mapping[str, Mapping[str, float]],
         seed: int,
+        report: Sequence[str] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
@@ -136,6 +137,10 @@ class Sharing(TrainingMethod):
         views = [*head_dims, *combinations]
         if eval_view not in views:
             raise ValueError(f"eval_view: expected one of {views}, got {eval_view!r}")
+        others = [v for v in views if v != eval_view]
+        unknown = sorted(set(report or ()) - set(others))
+        if unknown:
+            raise ValueError(f"report: expected names from {others}, got unknown {unknown}")
         self.head_dims = dict(head_dims)
         self.sampler_name = sampler_name
         self.mode = mode
@@ -145,6 +150,7 @@ class Sharing(TrainingMethod):
         self.sampler_options = dict(sampler_options)
         self.eval_view = eval_view
         self.combinations = {name: dict(w) for name, w in combinations.items()}
+        self.report = others if report is None else list(report)
         self.shuffled = ShuffledBatches(seed) if sampler_name == "surrogate" else None
         self.loss: SharingLoss | None = None
 
@@ -186,7 +192,7 @@ class Sharing(TrainingMethod):
 
     def eval_views(self, emb: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         views = head_embeddings(emb, self.head_dims, self.combinations)
-        return views.pop(self.eval_view), views
+        return views[self.eval_view], {name: views[name] for name in self.report}
 
     def log_fields(self) -> dict[str, float]:
         return {} if self.loss is None else self.loss.log_fields()
@@ -208,13 +214,15 @@ def sharing(
     surrogate_m: int = 4,
     eval_view: str = DISCRIMINATIVE,
     combinations: Mapping[str, Mapping[str, float]] | None = None,
+    report: Sequence[str] | None = None,
     seed: int = 0,
 ) -> Sharing:
     """Shared characteristics with DiVA's defaults for CUB (alpha 0.3, rho 1500, shared_random).
 
     ``embedding_dim`` (the model's, ``D_d + D_s``) and ``seed`` come from the run;
     ``shared_dim`` is ``D_s``; ``combinations`` default to ``{"concat": {discriminative: 1,
-    shared: 1}}``; ``surrogate_m`` is the surrogate block size.
+    shared: 1}}``; ``report`` lists the views scored besides ``eval_view`` (default: all);
+    ``surrogate_m`` is the surrogate block size.
     """
     if isinstance(shared_dim, bool) or not isinstance(shared_dim, int):
         raise ValueError(f"shared_dim: expected an int, got {shared_dim!r}")
@@ -247,4 +255,5 @@ def sharing(
         eval_view,
         combinations,
         seed,
+        report,
     )
