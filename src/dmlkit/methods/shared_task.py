@@ -58,7 +58,8 @@ class SharedTripletLoss(nn.Module):
         if self.takes_triplets:
             value: Tensor = self.loss(emb, labels, triplets=triplets)
             return value
-        return self.loss.from_similarity(sim, *triplet_pair_masks(triplets, sim.shape))
+        pos, neg = triplet_pair_masks(triplets, (sim.shape[0], sim.shape[1]))
+        return self.loss.from_similarity(sim, pos, neg)
 
     def extra_repr(self) -> str:
         return f"sampler={self.sampler!r}"

@@ -15,7 +15,8 @@ heads (:mod:`dmlkit.methods.decorrelation`). Modes:
   on the class-balanced batch, then ``alpha L_shared + rho L_decorr`` on a second forward pass:
   of a shuffled batch of random images (:class:`~dmlkit.sampling.shuffled.ShuffledBatchSampler`)
   for ``surrogate`` (which needs it: its blocks of ``surrogate_m`` rows must be random images),
-  of the same class batch for the other samplers. The schedule steps once per iteration.
+  of the same class batch for the other samplers. The schedule steps once per iteration; the
+  logged loss is the sum of the two steps' losses.
 
 Evaluation scores ``eval_view`` (a head or a combination; it also selects the model) and reports
 every other head and each weighted re-normalised concatenation of ``combinations`` as
