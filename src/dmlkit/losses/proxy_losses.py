@@ -41,10 +41,43 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmlkit.core.checks import check_embeddings, check_labels, check_positive
-from dmlkit.core.similarity import similarity_matrix
 from dmlkit.losses.proxy import Proxies
 from dmlkit.losses.reductions import masked_logsumexp
 from dmlkit.losses.registry import LOSSES
+
+
+class _UnitRows(torch.autograd.Function):
+    """``y = x / max(|x|, 1e-12)`` row-wise; backward ``(g - y <g, y>) / |x|`` in two passes
+    (autograd's version of ``F.normalize`` takes about seven over the ``(R, D)`` matrix)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        norm = x.norm(dim=1, keepdim=True).clamp_min_(1e-12)
+        unit = x / norm
+        ctx.save_for_backward(unit, norm)
+        return unit
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        unit, norm = ctx.saved_tensors
+        along = torch.linalg.vecdot(grad, unit).unsqueeze(1)
+        return torch.addcmul(grad, unit, along, value=-1.0).div_(norm)
+
+
+def unit_rows(x: Tensor) -> Tensor:
+    """Rows of ``x (R, D)`` scaled to unit norm, in float32 (float64 for float64 input), also
+    under autocast."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        unit: Tensor = _UnitRows.apply(x.to(dtype))
+    return unit
+
+
+def inner(x: Tensor, y: Tensor) -> Tensor:
+    """``x yᵀ (B, R)`` for ``x (B, D)``, ``y (R, D)`` in ``x``'s dtype outside autocast: the cosine
+    similarities when both have unit rows."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return x @ y.to(x.dtype).T
 
 
 class ProxyLoss(nn.Module):
@@ -101,7 +134,7 @@ class ProxySoftmaxLoss(ProxyLoss):
 
     def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
         labels = self.checked(emb, labels)
-        sim = similarity_matrix(emb, self.proxies(), "cosine")
+        sim = inner(unit_rows(emb), unit_rows(self.proxies()))
         positive = torch.logsumexp(self.scale * self.own_columns(sim, labels), dim=1)
         if self.exclude_positives:
             neg = labels[:, None] != self.proxies.labels[None, :]
@@ -132,7 +165,7 @@ class ProxyAnchorLoss(ProxyLoss):
 
     def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
         labels = self.checked(emb, labels)
-        sim_t = similarity_matrix(self.proxies(), emb, "cosine")  # (C K, B)
+        sim_t = inner(unit_rows(self.proxies()), unit_rows(emb))  # (C K, B)
         pos = self.proxies.labels[:, None] == labels[None, :]
         pos_lse, has_pos = masked_logsumexp(
             self.margin - sim_t, pos, add_one=True, scale=self.alpha
@@ -146,25 +179,34 @@ class ProxyAnchorLoss(ProxyLoss):
 
 
 class _SoftClassSimilarity(torch.autograd.Function):
-    """``s_c = Σ_k p_k S_k`` with ``p = softmax_k(S / γ)`` over the last dim of ``S (B, C, K)``.
+    """``s_c = γ Σ_k p_k T_kc`` with ``p = softmax_k(T)`` over dim 1 of ``T = S / γ (B, K, C)``.
 
-    Backward ``dS_k = g_c p_k (1 + (S_k - s_c) / γ)``, in one buffer (autograd's version keeps
-    ``S / γ``, ``p`` and ``p S`` and needs several more passes).
+    Taking ``T`` (the mm of ``x̂ / γ``) saves a pass over the large matrix. The centres are the
+    middle dimension so that every elementwise step (the max-shifted exponentials included) runs
+    along the contiguous class dimension.
+    Backward ``dT_kc = p_kc (g_c (γ - s_c) + g_c γ T_kc)``: one fused multiply-add with per-class
+    coefficients and one in-place product (autograd's version keeps ``S / γ``, ``p`` and ``p S``
+    and allocates several more matrices of that size; on the CPU every fresh one costs its page
+    faults).
     """
 
     @staticmethod
-    def forward(ctx: Any, sim: Tensor, inv_gamma: float) -> Tensor:
-        prob = torch.softmax(sim * inv_gamma, dim=-1)
-        value = torch.linalg.vecdot(prob, sim)
-        ctx.save_for_backward(sim, prob, value)
-        ctx.inv_gamma = inv_gamma
+    def forward(ctx: Any, scaled: Tensor, gamma: float) -> Tensor:
+        prob = (scaled - scaled.amax(dim=1, keepdim=True)).exp_()
+        total = prob.sum(dim=1)
+        value = (prob * scaled).sum(dim=1).div_(total).mul_(gamma)
+        prob.div_(total[:, None])
+        ctx.save_for_backward(scaled, prob, value)
+        ctx.gamma = gamma
         return value
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        sim, prob, value = ctx.saved_tensors
-        out = (sim - value[..., None]).mul_(ctx.inv_gamma).add_(1.0).mul_(prob)
-        return out.mul_(grad[..., None]), None
+        scaled, prob, value = ctx.saved_tensors
+        slope = grad * ctx.gamma
+        offset = slope - grad * value
+        out = torch.addcmul(offset[:, None, :], scaled, slope[:, None, :])
+        return out.mul_(prob), None
 
 
 class SoftTripleLoss(ProxyLoss):
@@ -190,8 +232,10 @@ class SoftTripleLoss(ProxyLoss):
     def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
         labels = self.checked(emb, labels)
         px = self.proxies
-        sim = similarity_matrix(emb, px(), "cosine").view(-1, px.num_classes, px.per_class)
-        class_sim: Tensor = _SoftClassSimilarity.apply(sim, 1.0 / self.gamma)
+        centres = unit_rows(px()).view(px.num_classes, px.per_class, -1).transpose(0, 1)
+        scaled = inner(unit_rows(emb) / self.gamma, centres.reshape(-1, px.dim))
+        scaled = scaled.view(-1, px.per_class, px.num_classes)  # (B, K, C): S_ick / γ
+        class_sim: Tensor = _SoftClassSimilarity.apply(scaled, self.gamma)
         margin = F.one_hot(labels, px.num_classes).to(class_sim.dtype) * self.margin
         loss = F.cross_entropy(self.scale * (class_sim - margin), labels)
         if self.tau > 0 and px.per_class > 1:
