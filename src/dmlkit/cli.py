@@ -153,9 +153,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print the registered datasets, transforms, models and losses."""
+    """Print the registered datasets, transforms, models, losses and training methods."""
     from dmlkit.data import DATASETS, TRANSFORMS
     from dmlkit.losses import LOSSES
+    from dmlkit.methods import METHODS
     from dmlkit.models import MODELS
 
     for title, registry in (
@@ -163,6 +164,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("transforms", TRANSFORMS),
         ("models", MODELS),
         ("losses", LOSSES),
+        ("methods", METHODS),
     ):
         print(f"{title}: {', '.join(registry.names())}")
     return 0

@@ -159,3 +159,11 @@ def test_a_submodule_with_optimizer_group_gets_its_own_group(
     assert groups["own"]["params"] == [loss.own.weight]
     assert (groups["own"]["lr"], groups["own"]["weight_decay"]) == (expected, 0.0)
     assert groups["loss"]["params"] == [loss.beta] and groups["loss"]["weight_decay"] == 1e-3
+
+
+def test_dmlkit_list_names_the_methods(capsys: pytest.CaptureFixture[str]) -> None:
+    from dmlkit.cli import main
+
+    assert main(["list"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("methods:")]
+    assert line and "ccp" in line[0] and "none" in line[0]

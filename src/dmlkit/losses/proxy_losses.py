@@ -282,10 +282,12 @@ def proxy_nca_pp(
     proxy_lr: float | None = None,
     proxy_weight_decay: float = 0.0,
 ) -> ProxySoftmaxLoss:
-    """ProxyNCA++: ProxyNCA with the positives in the denominator and T = 1/9."""
-    return proxy_nca(
-        num_classes, embedding_dim, temperature, per_class, False, proxy_lr, proxy_weight_decay
-    )
+    """ProxyNCA++: ProxyNCA with the positives in the denominator and T = 1/9 (``σ = 18``)."""
+    t = check_positive(temperature, "temperature")
+    return ProxySoftmaxLoss(
+        num_classes, embedding_dim, 2.0 / t, per_class,
+        proxy_lr=proxy_lr, proxy_weight_decay=proxy_weight_decay,
+    )  # fmt: skip
 
 
 @LOSSES.register("normalized_softmax")

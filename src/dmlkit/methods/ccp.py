@@ -31,6 +31,7 @@ pool ``(C, b, D)`` during a switch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -66,7 +67,7 @@ def candidate_indices(
     return order[starts[:, None] + offsets]
 
 
-def _snapshot(tensors: list[Tensor]) -> list[Tensor]:
+def _snapshot(tensors: Sequence[Tensor]) -> list[Tensor]:
     return [t.detach().clone() for t in tensors]
 
 

@@ -37,8 +37,9 @@ class GroupedModel(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-def _has_own_group(module: nn.Module) -> bool:
-    return callable(getattr(module, "optimizer_group", None))
+def _own_group(module: nn.Module) -> dict[str, Any] | None:
+    make = getattr(module, "optimizer_group", None)
+    return dict(make()) if callable(make) else None
 
 
 def parameter_groups(
@@ -50,7 +51,7 @@ def parameter_groups(
     groups = [dict(g) for g in model.param_groups(backbone_lr, config.lr, config.weight_decay)]
     for k, group in enumerate(groups):
         group.setdefault("name", f"group{k}")
-    own = [module.optimizer_group() for module in loss_fn.modules() if _has_own_group(module)]
+    own = [g for g in map(_own_group, loss_fn.modules()) if g is not None]
     taken = {id(p) for group in own for p in group["params"]}
     for group in own:
         group["params"] = [p for p in group["params"] if p.requires_grad]
