@@ -241,3 +241,13 @@ def test_lipschitz_normalize_is_identity_inside_the_ball() -> None:
     (jac_inside,) = torch.autograd.grad(out[0, 0], x, retain_graph=True)
     assert jac_inside.tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
     assert torch.autograd.gradcheck(lipschitz_normalize, (x.detach()[:2].clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("name", ["proxy_nca", "proxy_anchor", "soft_triple"])
+def test_float64_embeddings_with_float32_proxies_compute_in_float64(name: str) -> None:
+    loss = create(name, num_classes=C, embedding_dim=D, per_class=2)
+    x, y = batch(4)
+    value = loss(x, y)
+    assert value.dtype == torch.float64
+    reference = loss.double()(x, y)
+    torch.testing.assert_close(value, reference, rtol=1e-6, atol=1e-9)

@@ -74,10 +74,11 @@ def unit_rows(x: Tensor) -> Tensor:
 
 
 def inner(x: Tensor, y: Tensor) -> Tensor:
-    """``x yᵀ (B, R)`` for ``x (B, D)``, ``y (R, D)`` in ``x``'s dtype outside autocast: the cosine
-    similarities when both have unit rows."""
+    """``x yᵀ (B, R)`` for ``x (B, D)``, ``y (R, D)`` in their common dtype outside autocast: the
+    cosine similarities when both have unit rows."""
+    dtype = torch.promote_types(x.dtype, y.dtype)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return x @ y.to(x.dtype).T
+        return x.to(dtype) @ y.to(dtype).T
 
 
 class ProxyLoss(nn.Module):
