@@ -28,9 +28,7 @@ def proxy_softmax(
     for i, label in enumerate(y):
         own = [scale * s[i][j] for j in range(len(s[i])) if j // k == label]
         den = [
-            scale * s[i][j]
-            for j in range(len(s[i]))
-            if not (exclude_positives and j // k == label)
+            scale * s[i][j] for j in range(len(s[i])) if not (exclude_positives and j // k == label)
         ]
         total += log_sum_exp(den) - log_sum_exp(own)
     return total / len(y)

@@ -47,9 +47,7 @@ REFERENCES: dict[str, tuple[dict, Callable]] = {
         {"margin": 0.3, "alpha": 4.0},
         lambda x, y, p, k: ref.proxy_anchor(x, y, p, k, 0.3, 4.0),
     ),
-    "soft_triple": (
-        {}, lambda x, y, p, k: ref.soft_triple(x, y, p, k, 20.0, 0.1, 0.2, 0.01)
-    ),
+    "soft_triple": ({}, lambda x, y, p, k: ref.soft_triple(x, y, p, k, 20.0, 0.1, 0.2, 0.01)),
     "soft_triple_p": (
         {"scale": 5.0, "gamma": 0.5, "tau": 1.0, "margin": 0.2},
         lambda x, y, p, k: ref.soft_triple(x, y, p, k, 5.0, 0.5, 1.0, 0.2),

@@ -16,7 +16,7 @@ from dmlkit.core import lipschitz_normalize
 from dmlkit.losses import create
 from dmlkit.methods import CCPLoss, CCPRounds, greedy_k_center
 from dmlkit.methods.ccp import candidate_indices, pool_size
-from dmlkit.training import Callback, Trainer, load_checkpoint
+from dmlkit.training import BatchEnd, Callback, Trainer, load_checkpoint
 
 C, D, K = 4, 6, 2
 
@@ -76,7 +76,9 @@ def test_composition_and_gradcheck_for_any_reference_loss(base: str) -> None:
 
 
 def test_bases_without_references_and_bad_labels_are_refused() -> None:
-    with pytest.raises(TypeError, match=r"base: expected a loss with forward\(emb, labels, ref_emb"):
+    with pytest.raises(
+        TypeError, match=r"base: expected a loss with forward\(emb, labels, ref_emb"
+    ):
         CCPLoss(create("proxy_anchor", num_classes=C, embedding_dim=D), C, D)
     loss = CCPLoss(create("ms"), C, D)
     with pytest.raises(ValueError, match=r"labels: expected class ids in 0\.\.3"):
@@ -163,8 +165,8 @@ def test_round_switches_exactly_after_patience_non_improving_evaluations() -> No
     assert callback.lam_t == 2e-4 and callback.round == 1 and callback.best is None
     assert best_step_weights is not None
     # the anchor holds the weights of the third evaluation (the best), not the current ones
-    offset = [float((p.detach() - a).mean()) for p, a in zip(trainer.model.parameters(),
-                                                             best_step_weights)]  # fmt: skip
+    pairs = zip(trainer.model.parameters(), best_step_weights, strict=True)
+    offset = [float((p.detach() - a).mean()) for p, a in pairs]
     assert offset == pytest.approx([0.03, 0.03])
     # the next round counts its first evaluation as an improvement: 1 + 3 evaluations
     assert run_metrics(callback, trainer, [0.01] * 8) == [4, 8]
@@ -190,8 +192,8 @@ def test_metric_one_eval_late_reproduces_the_official_lag() -> None:
     values = [0.10, 0.20, 0.25, 0.24, 0.24, 0.24, 0.24]
     assert run_metrics(callback, trainer, values) == [7]
     assert callback.anchor is not None
-    offset = [float((p.detach() - a).mean()) for p, a in zip(trainer.model.parameters(),
-                                                             callback.anchor)]  # fmt: skip
+    pairs = zip(trainer.model.parameters(), callback.anchor, strict=True)
+    offset = [float((p.detach() - a).mean()) for p, a in pairs]
     assert offset == pytest.approx([0.03, 0.03])  # stored at evaluation 4, one after the best
 
 
@@ -250,8 +252,8 @@ class Crash(Callback):
     def __init__(self, at: int | None) -> None:
         self.at = at
 
-    def on_batch_end(self, trainer: object, batch: object) -> None:
-        if getattr(batch, "step") == self.at:
+    def on_batch_end(self, trainer: object, batch: BatchEnd) -> None:
+        if batch.step == self.at:
             raise KeyboardInterrupt
 
 

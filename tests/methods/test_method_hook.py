@@ -117,7 +117,7 @@ def test_method_wraps_the_loss_adds_callbacks_and_gets_the_context(
 
 
 def test_unknown_method_and_option_are_config_errors(tmp_path: Path, probe_method: None) -> None:
-    with pytest.raises(KeyError, match="unknown method 'nope'; registered: .*none"):
+    with pytest.raises(KeyError, match=r"unknown method 'nope'; registered: .*none"):
         Trainer(load_config(None, [*TINY, "method.name=nope"]), tmp_path / "a")
     bad = load_config(None, [*TINY, "method.name=probe_for_tests", "method.options.speed=1"])
     with pytest.raises(ConfigError, match=r"method.options: unknown option\(s\) \['speed'\]"):
