@@ -32,7 +32,9 @@ def test_gradient_is_lambda_times_the_offset_and_matches_autograd() -> None:
     term = ProximalTerm(params)
     term.set_anchor(anchor, 0.3)
     value = term.value()
-    expected = 0.15 * sum(float(((p - a) ** 2).sum()) for p, a in zip(params, anchor, strict=True))
+    expected = 0.15 * sum(
+        float(((p.detach() - a) ** 2).sum()) for p, a in zip(params, anchor, strict=True)
+    )
     assert float(value.detach()) == pytest.approx(expected, rel=1e-12)
     auto = torch.autograd.grad(value, params)
     for p in params:
