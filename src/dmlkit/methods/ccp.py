@@ -119,6 +119,7 @@ class CCPRounds(Callback):
         self.proximal = ProximalTerm(self._network(trainer))
         if self.anchor is not None:
             self.proximal.set_anchor(self.anchor, self.lam_t)
+            self.anchor = self.proximal.anchor  # one copy, on the weights' devices
         if not self.selected:
             zeros = torch.zeros_like(self.loss.proxies.per_class_view())
             self.select_proxies(trainer, zeros)
@@ -155,8 +156,9 @@ class CCPRounds(Callback):
             raise RuntimeError("a CCP round can only end after an evaluation stored its best")
         self.round += 1
         self.switch_steps.append(trainer.step)
-        self.anchor, self.lam_t = self.best_weights, self.lam * self.lam_decay**self.round
-        self.proximal.set_anchor(self.anchor, self.lam_t)
+        self.lam_t = self.lam * self.lam_decay**self.round
+        self.proximal.set_anchor(self.best_weights, self.lam_t)
+        self.anchor = self.proximal.anchor
         if self.restore_best_at_switch:
             with torch.no_grad():
                 for p, best in zip(self._network(trainer), self.best_weights, strict=True):
