@@ -150,12 +150,16 @@ def test_bad_options(options: dict[str, Any], match: str) -> None:
         sharing(embedding_dim=10, **{"shared_dim": 4, **options})
 
 
-def test_single_head_model_is_refused_at_the_start(tmp_path: Path) -> None:
+def test_single_head_model_and_swapped_heads_are_refused_at_the_start(tmp_path: Path) -> None:
     config = load_config(
         None, [*DIGITS, "model.options={widths: [8, 16]}", f"output.dir={tmp_path}"]
     )
     with pytest.raises(ValueError, match="expected a model with heads"):
         Trainer(config, tmp_path / "run").fit()
+    swapped = "model.options={widths: [8, 16], heads: {shared: 8, discriminative: 16}}"
+    config = load_config(None, [*DIGITS, swapped, f"output.dir={tmp_path}"])
+    with pytest.raises(ValueError, match="in this order"):
+        Trainer(config, tmp_path / "swapped").fit()
 
 
 class StepCounter(Callback):

@@ -100,7 +100,7 @@ class HeadCheck(Callback):
 
     def on_train_start(self, trainer: TrainerView) -> None:
         got = getattr(trainer.model, "head_dims", None)
-        if got != self.head_dims:
+        if got is None or list(got.items()) != list(self.head_dims.items()):
             raise ValueError(
                 f"sharing: expected a model with heads {self.head_dims} (model.options.heads, "
                 f"in this order), got {got if got is not None else 'a single-head model'}"
