@@ -87,6 +87,13 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["base", "ccp"],
+        choices=["base", "ccp"],
+        help="train the base loss alone, with CCP, or both",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--name", default="ccp_glyphs", help="result file name (without .json)")
@@ -100,8 +107,8 @@ def main() -> None:
     start = time.perf_counter()
     for seed in args.seeds:
         for loss in args.losses:
-            for ccp in (False, True):
-                rows.append(run_once(loss, ccp, seed, common))
+            for arm in args.arms:
+                rows.append(run_once(loss, arm == "ccp", seed, common))
     payload = {
         "benchmark": "zero-shot glyphs, four base losses with and without CCP",
         "overrides": common,
