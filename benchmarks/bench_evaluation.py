@@ -14,7 +14,10 @@ In one process on the same embeddings, medians of ``--repeats`` runs:
 - ours with the SOP Recall@K list (1, 10, 100, 1000) added to the three metrics (one run).
 
 Then N = 120,000 (24,000 classes): ours and the floor (medians of ``--repeats-large``, 3 by
-default: a run of both takes minutes on 2 cores) and the peer's retrieval once.
+default: a run of both takes minutes on 2 cores) and the peer's retrieval once, in a child
+process whose address space is capped at ``--peer-memory-gib`` (20 by default, under the 24 GiB
+of this machine): the peer's k = max_bin_count search needs more than that at this size, and the
+cap turns the system's out-of-memory kill into a recorded failure.
 
     python benchmarks/bench_evaluation.py [--quick] [--repeats 5] [--repeats-large 3]
                                           [--peer-runs-large 1]
@@ -23,8 +26,11 @@ default: a run of both takes minutes on 2 cores) and the peer's retrieval once.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -105,7 +111,36 @@ def pml_nmi(x: torch.Tensor, y: torch.Tensor) -> float:
     return calc.get_accuracy(x, y, x, y, ref_includes_query=True)["NMI"]
 
 
-def run(n: int, classes: int, repeats: int, peer_runs: int, extras: bool) -> dict[str, Any]:
+def run_capped(n: int, classes: int, limit_bytes: int) -> dict[str, Any]:
+    """The peer's retrieval on ``sop_like(n, classes)`` once, in a fresh interpreter whose address
+    space is capped at ``limit_bytes`` (a fresh process, not a fork: faiss's OpenMP threads do
+    not survive a fork). ``{"status": "ok", "value": ..., "seconds": ...}`` or how it failed."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    args = [sys.executable, __file__, "--peer-child", str(n), str(classes)]
+    done = subprocess.run(args, capture_output=True, text=True, preexec_fn=cap, check=False)
+    out: dict[str, Any] = {"memory_cap_bytes": limit_bytes, "exit_code": done.returncode}
+    if done.returncode == 0:
+        out |= {"status": "ok", **json.loads(done.stdout.splitlines()[-1])}
+    else:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        out["status"] = f"failed under the memory cap: {last}"
+    return out
+
+
+def peer_child(n: int, classes: int) -> None:
+    """``--peer-child``: time the peer's retrieval once and print ``{"value", "seconds"}``."""
+    x, y = sop_like(n, classes)
+    box: list[Any] = []
+    timing = time_median(lambda: box.append(pml_retrieval(x, y)), repeats=1, warmup=0)
+    print(json.dumps({"value": box[0], "seconds": timing["median_s"]}))
+
+
+def run(
+    n: int, classes: int, repeats: int, peer_runs: int, extras: bool, peer_cap: int | None = None
+) -> dict[str, Any]:
     x, y = sop_like(n, classes)
     row: dict[str, Any] = {"N": n, "D": x.shape[1], "classes": classes}
     print(f"N={n}: our peak RSS", flush=True)
@@ -116,12 +151,19 @@ def run(n: int, classes: int, repeats: int, peer_runs: int, extras: bool) -> dic
     print(f"N={n}: retrieval and floor", flush=True)
     fns = {"ours": lambda: ours_retrieval(x, y), "floor": floor_product(x)}
     counts = {"ours": repeats, "floor": repeats}
-    if peer_runs:
+    if peer_runs and peer_cap is None:
         fns["pml"], counts["pml"] = (lambda: pml_retrieval(x, y)), peer_runs
     stats, results = interleaved(fns, counts)
     row["retrieval_timing"] = stats
     row["ours_retrieval_over_floor"] = stats["ours"]["median_s"] / stats["floor"]["median_s"]
-    if peer_runs:
+    if peer_runs and peer_cap is not None:
+        print(f"N={n}: the peer's retrieval in a child process (memory cap)", flush=True)
+        peer = run_capped(n, classes, peer_cap)
+        row["pml_retrieval_capped"] = {k: v for k, v in peer.items() if k != "value"}
+        if peer["status"] == "ok":
+            row["pml_retrieval_values"] = peer["value"]
+            row["retrieval_time_ratio"] = stats["ours"]["median_s"] / peer["seconds"]
+    elif peer_runs:
         pml = results["pml"]
         row["pml_retrieval_values"] = pml
         row["retrieval_time_ratio"] = stats["ours"]["median_s"] / stats["pml"]["median_s"]
@@ -157,13 +199,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs at N = 60,000")
     parser.add_argument("--repeats-large", type=int, default=3, help="timed runs at N = 120,000")
     parser.add_argument(
-        "--peer-runs-large", type=int, default=1, help="peer retrieval runs at N = 120,000"
+        "--peer-runs-large", type=int, default=1, help="peer retrieval runs at N = 120,000 (0 or 1)"
     )
+    parser.add_argument(
+        "--peer-memory-gib",
+        type=float,
+        default=20.0,
+        help="address-space cap of the N = 120,000 peer run",
+    )
+    parser.add_argument("--peer-child", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peer_child:
+        peer_child(*args.peer_child)
+        return
     scale = 10 if args.quick else 1
     rows = [
         run(60_000 // scale, 12_000 // scale, args.repeats, args.repeats, extras=True),
-        run(120_000 // scale, 24_000 // scale, args.repeats_large, args.peer_runs_large, False),
+        run(
+            120_000 // scale,
+            24_000 // scale,
+            args.repeats_large,
+            args.peer_runs_large,
+            False,
+            peer_cap=int(args.peer_memory_gib * (1 << 30)),
+        ),
     ]
     targets = {
         "retrieval (P@1 + R-Precision + MAP@R), N=60k": "time ratio <= 0.8, our peak RSS <= 3 GiB",
