@@ -190,3 +190,39 @@ def test_resume_of_a_finished_run_reprints_its_metrics(
         return [line for line in text.splitlines() if line.startswith(("metric", "map@r", "nmi"))]
 
     assert table(out) == table(stdout)
+
+
+def test_eval_and_embed_of_a_two_head_run_use_the_methods_views(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sharing = [
+        "model.embedding_dim=24",
+        "model.options.heads={discriminative: 16, shared: 8}",
+        "loss.name=margin",
+        "method.name=sharing",
+        "method.options.shared_dim=8",
+        "method.options.hidden_dim=16",
+        "method.options.combinations={concat: {discriminative: 1.0, shared: 1.0}}",
+        "eval.metrics=[recall, map@r]",
+        "eval.ks=[1]",
+        f"output.dir={tmp_path}",
+        "output.report=false",
+    ]
+    args = [arg for value in sharing for arg in ("--set", value)]
+    assert main(["train", *FAST, *args]) == 0
+    (run,) = sorted(tmp_path.glob("demo-*"))
+    best = str(run / "checkpoints" / "best.pt")
+    out = tmp_path / "m.json"
+    assert main(["eval", best, "--json", str(out), "--set", "train.progress=false"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    evaluated = json.loads(out.read_text())
+    assert {"recall@1", "shared/map@r", "concat/map@r"} <= set(evaluated)
+    assert evaluated == pytest.approx(metrics["best"], abs=1e-6)
+    assert (
+        main(["embed", best, "--out", str(tmp_path / "e.npy"), "--set", "train.progress=false"])
+        == 0
+    )
+    emb = np.load(tmp_path / "e.npy")
+    assert emb.shape[1] == 16  # the discriminative head, not the 24-d model output
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    capsys.readouterr()

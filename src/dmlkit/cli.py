@@ -29,6 +29,7 @@ from dmlkit.training.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
     from dmlkit.data import DMLDataset
+    from dmlkit.methods import TrainingMethod
 
 ZERO_SHOT_HINT = (
     "note: the test split holds out IMAGES of the training classes, not classes: this shows that "
@@ -85,9 +86,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _embed_split(
     args: argparse.Namespace,
-) -> tuple[Tensor, Tensor, ExperimentConfig, DMLDataset]:
-    """Embeddings, labels, config and dataset of ``args.split`` under ``args.checkpoint``'s model."""
-    from dmlkit.training.build import build_split, model_from_checkpoint, resolve_device
+) -> tuple[Tensor, Tensor, ExperimentConfig, DMLDataset, TrainingMethod]:
+    """Model outputs, labels, config and dataset of ``args.split`` under ``args.checkpoint``'s
+    model, and the run's training method (which decides the evaluated view of the outputs)."""
+    from dmlkit.training.build import (
+        build_method,
+        build_split,
+        model_from_checkpoint,
+        resolve_device,
+    )
     from dmlkit.training.evaluate import embed_dataset
 
     model, config = model_from_checkpoint(args.checkpoint, args.set)
@@ -102,15 +109,18 @@ def _embed_split(
         config.data.num_workers,
         progress=config.train.progress,
     )
-    return emb, labels, config, dataset
+    num_classes = build_split(config.data, "train", train=False).num_classes
+    method = build_method(config.method, num_classes, config.model.embedding_dim, config.seed)
+    return emb, labels, config, dataset, method
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate the model of CHECKPOINT on a split of its dataset and print the metrics."""
-    from dmlkit.training.evaluate import COUNTS, score
+    """Evaluate the model of CHECKPOINT on a split of its dataset and print the metrics (with a
+    training method's further views, e.g. a two-head model's heads, as ``view/metric``)."""
+    from dmlkit.training.evaluate import COUNTS, score_views
 
-    emb, labels, config, dataset = _embed_split(args)
-    metrics = score(emb, labels, config.eval, config.seed)
+    emb, labels, config, dataset, method = _embed_split(args)
+    metrics = score_views(method, emb, labels, config.eval, config.seed)
     print(f"{config.data.name} {args.split}: {len(dataset)} images, {dataset.num_classes} classes")
     for name, value in metrics.items():
         shown = f"{int(value)}" if name in COUNTS else f"{100 * value:.2f}"
@@ -121,13 +131,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    """Write the embeddings of a split: ``.npy`` holds emb (N, D) float32 with the labels in
+    """Write the embeddings of a split, the view of the model output the run evaluates (a
+    two-head model's evaluated head): ``.npy`` holds emb (N, D) float32 with the labels in
     ``<stem>.labels.npy``; ``.npz`` holds emb, labels and index."""
     out = Path(args.out)
     if out.suffix not in (".npy", ".npz"):
         raise ValueError(f"--out: expected a .npy or .npz file name, got {out}")
-    emb, labels, _, _ = _embed_split(args)
-    emb_np = emb.numpy().astype(np.float32)
+    outputs, labels, _, _, method = _embed_split(args)
+    emb_np = method.eval_views(outputs)[0].numpy().astype(np.float32)
     labels_np = labels.numpy().astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dmlkit.config import EvalConfig
 from dmlkit.evaluation import evaluate, extract_embeddings
+from dmlkit.methods import TrainingMethod
 from dmlkit.training.amp import autocast
 
 PER_K = {"recall": "recall@{}", "precision_at_k": "precision@{}", "map_at_k": "map@{}"}
@@ -59,3 +60,17 @@ def score(emb: Tensor, labels: Tensor, config: EvalConfig, seed: int) -> dict[st
         emb, labels, metrics=config.metrics, ks=config.ks, metric=config.similarity, seed=seed
     )
     return result.to_dict()
+
+
+def score_views(
+    method: TrainingMethod, emb: Tensor, labels: Tensor, config: EvalConfig, seed: int
+) -> dict[str, float]:
+    """Metrics of ``method``'s evaluated view of the model outputs ``emb (N, D)``, plus
+    ``"view/metric"`` for each of its further views (a two-head model's shared head and
+    concatenations)."""
+    main, views = method.eval_views(emb)
+    metrics = score(main, labels, config, seed)
+    for name, view in views.items():
+        extra = score(view, labels, config, seed)
+        metrics.update({f"{name}/{k}": v for k, v in extra.items() if k not in COUNTS})
+    return metrics

@@ -57,7 +57,7 @@ from dmlkit.training.build import (
 )
 from dmlkit.training.callbacks import BatchEnd, Callback, CallbackList
 from dmlkit.training.checkpoint import load_checkpoint, save_checkpoint
-from dmlkit.training.evaluate import COUNTS, embed_dataset, metric_columns, score
+from dmlkit.training.evaluate import embed_dataset, metric_columns, score_views
 from dmlkit.training.logging import Progress, RunLogger
 from dmlkit.training.optim import build_optimizer, build_scheduler
 from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
@@ -282,14 +282,8 @@ class Trainer:
         return metrics
 
     def score(self, emb: Tensor, labels: Tensor) -> dict[str, float]:
-        """Metrics of the method's evaluated view of ``emb``, plus ``"view/metric"`` for each of
-        its further views."""
-        main, views = self.method.eval_views(emb)
-        metrics = score(main, labels, self.config.eval, self.config.seed)
-        for name, view in views.items():
-            extra = score(view, labels, self.config.eval, self.config.seed)
-            metrics.update({f"{name}/{k}": v for k, v in extra.items() if k not in COUNTS})
-        return metrics
+        """Metrics of the method's evaluated view of ``emb`` and of its further views."""
+        return score_views(self.method, emb, labels, self.config.eval, self.config.seed)
 
     def embed(self, split: str, model: torch.nn.Module | None = None) -> tuple[Tensor, Tensor]:
         """Embeddings and labels of ``split`` ("val" or "test") in item order."""
