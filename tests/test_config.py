@@ -199,3 +199,17 @@ def test_shipped_config_is_valid_and_names_registered_components(path: Path) -> 
     assert config.data.transform in TRANSFORMS
     assert config.model.name in MODELS
     assert config.loss.name in LOSSES
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.val_folds=1"],
+        ["data.val_folds=4", "data.val_fold=4"],
+        ["data.val_folds=4", "data.val_classes=0.25"],
+        ["data.val_fold=2"],
+    ],
+)
+def test_val_folds_are_checked(overrides: list[str]) -> None:
+    with pytest.raises(ConfigError, match="data.val_folds: expected k >= 2"):
+        load_config(None, overrides)

@@ -46,6 +46,8 @@ class DataConfig:
 
     ``val_classes``: training classes held out as the validation split (fraction or count) for
     class-disjoint datasets; datasets that hold out images take ``options.val_fraction`` instead.
+    ``val_folds`` (k >= 2, with ``val_classes`` 0) makes the validation split fold ``val_fold`` of a
+    class-disjoint k-fold split of the training classes instead (the k folds partition them).
     ``split_seed`` fixes which classes (or images) form the splits, independently of the run's
     ``seed``, so runs with different seeds share one split.
     Batches hold ``batch_size / m`` classes with ``m`` images each; ``batches_per_epoch`` defaults
@@ -56,6 +58,8 @@ class DataConfig:
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     val_classes: float | int = 0
+    val_folds: int = 0
+    val_fold: int = 0
     split_seed: int = 0
     transform: str = "small"
     image_size: int | None = None
@@ -437,6 +441,15 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(
             f"train.patience: expected a positive count of evaluations with train.eval_every > 0, "
             f"got patience={config.train.patience}, eval_every={config.train.eval_every}"
+        )
+    data = config.data
+    if (data.val_folds or data.val_fold) and (
+        data.val_folds < 2 or data.val_classes or not 0 <= data.val_fold < data.val_folds
+    ):
+        raise ConfigError(
+            "data.val_folds: expected k >= 2 folds with data.val_classes 0 and data.val_fold in "
+            f"0..k-1, got val_folds={data.val_folds}, val_fold={data.val_fold}, "
+            f"val_classes={data.val_classes}"
         )
     if not config.eval.ks or min(config.eval.ks) < 1:
         raise ConfigError(f"eval.ks: expected positive integers, got {config.eval.ks}")

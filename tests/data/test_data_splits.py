@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dmlkit.data.splits import (
+    ClassFold,
     class_disjoint_parts,
     first_half_parts,
     held_out_count,
@@ -125,3 +126,28 @@ def test_select_split_errors() -> None:
         select_split(parts, classes, "val")
     with pytest.raises(ValueError, match="has no items"):
         select_split(parts, classes, "query")
+
+
+def test_class_folds_partition_the_training_classes_and_leave_test_alone() -> None:
+    classes = np.repeat(np.arange(20), 3)
+    parts = np.where(classes < 10, "train", "test")
+    folds = [select_split(parts, classes, "val", ClassFold(f, 4), seed=5) for f in range(4)]
+    val_sets = [set(v.class_keys.tolist()) for v in folds]
+    assert sorted(len(s) for s in val_sets) == [2, 2, 3, 3]
+    assert set().union(*val_sets) == set(range(10))
+    assert sum(len(s) for s in val_sets) == 10  # disjoint
+    for f, val in enumerate(val_sets):
+        train = select_split(parts, classes, "train", ClassFold(f, 4), seed=5)
+        assert set(train.class_keys.tolist()) == set(range(10)) - val
+    again = select_split(parts, classes, "val", ClassFold(1, 4), seed=5)
+    assert np.array_equal(again.class_keys, folds[1].class_keys)
+
+
+def test_class_fold_rejects_bad_numbers() -> None:
+    with pytest.raises(ValueError, match="integer >= 2"):
+        ClassFold(0, 1)
+    with pytest.raises(ValueError, match=r"\[0, 2\]"):
+        ClassFold(3, 3)
+    classes = np.arange(3)
+    with pytest.raises(ValueError, match="at least 4 training classes"):
+        select_split(np.full(3, "train"), classes, "val", ClassFold(0, 4))

@@ -11,12 +11,14 @@ from dmlkit.data import published as _published  # noqa: F401  (registers cub, c
 from dmlkit.data.base import ArrayDataset, DMLDataset, FileDataset, read_image
 from dmlkit.data.check import check_dataset
 from dmlkit.data.registry import DATASETS, create_dataset
+from dmlkit.data.splits import ClassFold
 from dmlkit.data.transforms import TRANSFORMS, create_transform, to_tensor
 
 __all__ = [
     "DATASETS",
     "TRANSFORMS",
     "ArrayDataset",
+    "ClassFold",
     "DMLDataset",
     "FileDataset",
     "check_dataset",

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dmlkit.data.base import ON_CORRUPT, ArrayDataset, FileDataset, Transform, readable
-from dmlkit.data.splits import check_split, select_split
+from dmlkit.data.splits import ValClasses, check_split, select_split
 
 
 def names_of(class_keys: np.ndarray, names: Mapping[object, str] | None) -> list[str]:
@@ -30,7 +30,7 @@ def file_split(
     allowed: Sequence[str],
     transform: Transform | None,
     names: Mapping[object, str] | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     on_corrupt: str = "error",
 ) -> FileDataset:
@@ -68,7 +68,7 @@ def array_split(
     allowed: Sequence[str],
     transform: Transform | None,
     names: Mapping[object, str] | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
 ) -> ArrayDataset:
     """The :class:`ArrayDataset` of ``split`` (images ``(N, H, W[, 3])`` uint8)."""

@@ -17,7 +17,7 @@ from dmlkit.data.base import FileDataset, Transform
 from dmlkit.data.build import file_split
 from dmlkit.data.layout import resolve_root
 from dmlkit.data.registry import DATASETS
-from dmlkit.data.splits import QUERY_GALLERY, SPLITS, class_disjoint_parts
+from dmlkit.data.splits import QUERY_GALLERY, SPLITS, ValClasses, class_disjoint_parts
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 PARTS = (*SPLITS, *QUERY_GALLERY)
@@ -49,7 +49,7 @@ def folder(
     split: str,
     root: str | Path | None = None,
     transform: Transform | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     on_corrupt: str = "error",
     test_fraction: float = 0.5,
@@ -90,7 +90,7 @@ def csv_listing(
     split: str,
     root: str | Path | None = None,
     transform: Transform | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     on_corrupt: str = "error",
     test_fraction: float = 0.5,

@@ -38,7 +38,7 @@ from dmlkit.data.base import ArrayDataset, Transform
 from dmlkit.data.build import array_split
 from dmlkit.data.fonts import distinct_faces, font_files
 from dmlkit.data.registry import DATASETS
-from dmlkit.data.splits import SPLITS, class_disjoint_parts
+from dmlkit.data.splits import SPLITS, ValClasses, class_disjoint_parts
 
 FONT_DIR = "/usr/share/fonts"
 CACHE_VERSION = 1
@@ -181,7 +181,7 @@ def glyphs(
     split: str,
     root: str | Path | None = None,
     transform: Transform | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     num_chars: int = 1000,
     image_size: int = 32,

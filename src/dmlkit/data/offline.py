@@ -20,7 +20,7 @@ import numpy as np
 from dmlkit.data.base import ArrayDataset, Transform
 from dmlkit.data.build import array_split
 from dmlkit.data.registry import DATASETS
-from dmlkit.data.splits import SPLITS, class_disjoint_parts, image_holdout_parts
+from dmlkit.data.splits import SPLITS, ValClasses, class_disjoint_parts, image_holdout_parts
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
@@ -43,7 +43,7 @@ def holdout_parts(
     holdout: str,
     test_fraction: float,
     val_fraction: float,
-    val_classes: float | int,
+    val_classes: ValClasses,
     seed: int,
     official_test: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -85,7 +85,7 @@ def digits(
     split: str,
     root: str | Path | None = None,
     transform: Transform | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     holdout: str = "images",
     test_fraction: float = 0.5,
@@ -146,7 +146,7 @@ def fashion_mnist(
     split: str,
     root: str | Path | None = None,
     transform: Transform | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     holdout: str = "images",
     test_fraction: float = 0.5,

@@ -26,7 +26,7 @@ from dmlkit.data.base import FileDataset, Transform
 from dmlkit.data.build import file_split
 from dmlkit.data.layout import locate, read_rows
 from dmlkit.data.registry import DATASETS
-from dmlkit.data.splits import QUERY_GALLERY, SPLITS, first_half_parts
+from dmlkit.data.splits import QUERY_GALLERY, SPLITS, ValClasses, first_half_parts
 
 CUB_LAYOUT = """expected layout (CUB-200-2011 as published; root may also be CUB_200_2011 itself):
   <root>/CUB_200_2011/images.txt               "<image id> <relative path>"
@@ -53,7 +53,7 @@ def cub(
     split: str,
     root: str | Path | None = None,
     transform: Transform | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     on_corrupt: str = "error",
 ) -> FileDataset:
@@ -86,7 +86,7 @@ def cars(
     split: str,
     root: str | Path | None = None,
     transform: Transform | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     on_corrupt: str = "error",
 ) -> FileDataset:
@@ -132,7 +132,7 @@ def sop(
     split: str,
     root: str | Path | None = None,
     transform: Transform | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     on_corrupt: str = "error",
 ) -> FileDataset:
@@ -168,7 +168,7 @@ def inshop(
     split: str,
     root: str | Path | None = None,
     transform: Transform | None = None,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
     on_corrupt: str = "error",
 ) -> FileDataset:

@@ -5,8 +5,10 @@ Every item of a dataset carries a *part* (``"train"``, ``"test"``, ``"query"``, 
 their labels, renumbered ``0..C-1`` in sorted class-key order:
 
 - ``"train"`` / ``"val"``: the items of part ``"train"``; with ``val_classes > 0`` a seeded subset of
-  the training classes becomes ``"val"`` and leaves ``"train"`` (class-disjoint validation, the MLRC
-  protocol). A dataset whose items already carry part ``"val"`` (a CSV with a split column) serves
+  the training classes becomes ``"val"`` and leaves ``"train"`` (class-disjoint validation). With
+  ``val_classes = ClassFold(fold, folds)`` the training classes are cut by a seeded permutation into
+  ``folds`` near-equal groups and group ``fold`` is ``"val"`` (class-disjoint k-fold cross-validation,
+  the Reality-Check protocol: the ``folds`` validation sets partition the training classes). A dataset whose items already carry part ``"val"`` (a CSV with a split column) serves
   those for ``"val"`` instead.
 - ``"test"``: the items of part ``"test"``, or of ``"query"`` and ``"gallery"`` together.
 - ``"query"`` / ``"gallery"``: those parts, labelled in the class space of query and gallery together,
@@ -28,6 +30,27 @@ QUERY_GALLERY = ("query", "gallery")
 _STREAM_TEST_CLASSES = 0
 _STREAM_VAL_CLASSES = 1
 _STREAM_IMAGE_HOLDOUT = 2
+_STREAM_VAL_FOLDS = 3
+
+
+@dataclass(frozen=True)
+class ClassFold:
+    """Validation fold ``fold`` (``0..folds-1``) of a class-disjoint ``folds``-fold split of the
+    training classes."""
+
+    fold: int
+    folds: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
+            raise ValueError(f"folds: expected an integer >= 2, got {self.folds!r}")
+        if isinstance(self.fold, bool) or not isinstance(self.fold, int):
+            raise TypeError(f"fold: expected an integer, got {self.fold!r}")
+        if not 0 <= self.fold < self.folds:
+            raise ValueError(f"fold: expected an integer in [0, {self.folds - 1}], got {self.fold}")
+
+
+ValClasses = float | int | ClassFold
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,19 @@ def held_out_count(total: int, amount: float | int, what: str) -> int:
     if not 0 <= amount < total:
         raise ValueError(f"{what}: expected an integer count in [0, {total - 1}], got {amount}")
     return amount
+
+
+def class_fold(keys: np.ndarray, fold: ClassFold, seed: int) -> np.ndarray:
+    """The sorted class keys of validation fold ``fold.fold``: the sorted unique ``keys`` are
+    permuted with ``default_rng([seed, 3])`` and cut into ``fold.folds`` groups whose sizes differ
+    by at most one (``numpy.array_split``); every key is in exactly one fold."""
+    if len(keys) < fold.folds:
+        raise ValueError(
+            f"val folds: expected at least {fold.folds} training classes for {fold.folds} folds, "
+            f"got {len(keys)}"
+        )
+    order = np.random.default_rng([seed, _STREAM_VAL_FOLDS]).permutation(len(keys))
+    return np.sort(keys[np.array_split(order, fold.folds)[fold.fold]])
 
 
 def seeded_subset(keys: np.ndarray, count: int, seed: int, stream: int) -> np.ndarray:
@@ -132,7 +168,7 @@ def select_split(
     parts: np.ndarray,
     item_classes: np.ndarray,
     split: str,
-    val_classes: float | int = 0,
+    val_classes: ValClasses = 0,
     seed: int = 0,
 ) -> SplitItems:
     """Items and contiguous labels of ``split`` (rules in the module docstring).
@@ -146,8 +182,14 @@ def select_split(
             f"got {val_classes}"
         )
     train_keys = np.unique(item_classes[parts == "train"])
-    n_val = held_out_count(len(train_keys), val_classes, "val_classes") if len(train_keys) else 0
-    val_keys = seeded_subset(train_keys, n_val, seed, _STREAM_VAL_CLASSES)
+    if isinstance(val_classes, ClassFold):
+        val_keys = class_fold(train_keys, val_classes, seed)
+    else:
+        n_val = (
+            held_out_count(len(train_keys), val_classes, "val_classes") if len(train_keys) else 0
+        )
+        val_keys = seeded_subset(train_keys, n_val, seed, _STREAM_VAL_CLASSES)
+    n_val = len(val_keys)
     in_val = np.isin(item_classes, val_keys)
     if split == "train":
         mask = (parts == "train") & ~in_val

@@ -29,7 +29,13 @@ from dmlkit.config import (
     apply_overrides,
     config_from_dict,
 )
-from dmlkit.data import DMLDataset, check_dataset, create_dataset, create_transform
+from dmlkit.data import (
+    ClassFold,
+    DMLDataset,
+    check_dataset,
+    create_dataset,
+    create_transform,
+)
 from dmlkit.losses import LOSSES
 from dmlkit.methods import METHODS, TrainingMethod
 from dmlkit.models import EmbeddingModel, create_model
@@ -79,7 +85,9 @@ def build_split(config: DataConfig, split: str, train: bool) -> DMLDataset:
         split,
         root=config.root,
         transform=transform,
-        val_classes=config.val_classes,
+        val_classes=ClassFold(config.val_fold, config.val_folds)
+        if config.val_folds
+        else config.val_classes,
         seed=config.split_seed,
         **config.options,
     )
@@ -115,8 +123,12 @@ def build_splits(config: ExperimentConfig) -> Splits:
     return Splits(train, val, test)
 
 
-def build_sampler(config: ExperimentConfig, train: DMLDataset) -> MPerClassBatchSampler:
-    """The m-per-class batch sampler over the training labels, seeded by the run's ``seed``."""
+def build_sampler(
+    config: ExperimentConfig, train: DMLDataset, rank: int = 0, world_size: int = 1
+) -> MPerClassBatchSampler:
+    """The m-per-class batch sampler over the training labels, seeded by the run's ``seed``;
+    rank ``rank`` of ``world_size`` draws its share of the common batch sequence
+    (``data.batch_size`` per rank)."""
     data = config.data
     return MPerClassBatchSampler(
         train.labels,
@@ -125,6 +137,8 @@ def build_sampler(config: ExperimentConfig, train: DMLDataset) -> MPerClassBatch
         num_batches=data.batches_per_epoch,
         seed=config.seed,
         replacement=data.replacement,
+        rank=rank,
+        world_size=world_size,
     )
 
 
