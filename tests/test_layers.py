@@ -10,9 +10,20 @@ import pytest
 import dmlkit
 
 SRC = Path(dmlkit.__file__).resolve().parent
-LAYERS = ["core", "losses", "sampling", "evaluation", "methods", "data", "models", "training"]
-# The trainer is driven by the typed config schema; everything else at the top level is free.
-EXTRA_ALLOWED = {"training": {"config"}}
+LAYERS = [
+    "core",
+    "losses",
+    "sampling",
+    "evaluation",
+    "methods",
+    "data",
+    "models",
+    "training",
+    "protocol",
+]
+# The trainer and the protocol runner are driven by the typed config schema; everything else at
+# the top level is free.
+EXTRA_ALLOWED = {"training": {"config"}, "protocol": {"config"}}
 
 
 def _dmlkit_imports(path: Path) -> set[str]:

@@ -4,6 +4,7 @@
     dmlkit eval CHECKPOINT [--split test|val] [--set a.b=c ...] [--json OUT]
     dmlkit embed CHECKPOINT --out emb.npy|emb.npz [--split test|val] [--set a.b=c ...]
     dmlkit report RUN_DIR
+    dmlkit protocol CONFIG [--set a.b=c ...]
     dmlkit list
 
 ``dmlkit train`` without CONFIG trains the embedded demo (a small CNN on scikit-learn's digits
@@ -163,6 +164,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_protocol(args: argparse.Namespace) -> int:
+    """Run the Reality-Check protocol of CONFIG (an experiment config with a ``protocol``
+    section, see :mod:`dmlkit.protocol`) into a new folder of ``output.dir``/``output.name``
+    and print its results table."""
+    from dmlkit.protocol.runner import run_protocol
+    from dmlkit.protocol.settings import load_protocol
+    from dmlkit.training import new_run_dir
+
+    protocol, config = load_protocol(args.config, args.set)
+    out_dir = new_run_dir(config.output)
+    print(f"protocol: {protocol.folds} folds x seeds {protocol.seeds} -> {out_dir}")
+    run_protocol(protocol, config, out_dir)
+    print((out_dir / "results.md").read_text())
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the registered datasets, transforms, models, losses and training methods."""
     from dmlkit.data import DATASETS, TRANSFORMS
@@ -226,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="build the report of a finished run")
     report.add_argument("run_dir")
     report.set_defaults(func=cmd_report)
+
+    protocol = sub.add_parser(
+        "protocol", help="k-fold Reality-Check protocol: mean ± CI over seeds on the test classes"
+    )
+    protocol.add_argument("config", help="YAML config with a protocol section")
+    add_overrides(protocol)
+    protocol.set_defaults(func=cmd_protocol)
 
     listing = sub.add_parser("list", help="list the registered datasets, models and losses")
     listing.set_defaults(func=cmd_list)
