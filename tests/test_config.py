@@ -17,6 +17,7 @@ from dmlkit.config import (
     demo_config_path,
     load_config,
     parse_override,
+    read_config_file,
     save_config,
 )
 
@@ -193,8 +194,10 @@ def test_shipped_config_is_valid_and_names_registered_components(path: Path) -> 
     from dmlkit.data import DATASETS, TRANSFORMS
     from dmlkit.losses import LOSSES
     from dmlkit.models import MODELS
+    from dmlkit.protocol.settings import load_protocol
 
-    config = load_config(path)
+    # a protocol file is an experiment config plus its protocol section, checked by load_protocol
+    config = load_protocol(path)[1] if "protocol" in read_config_file(path) else load_config(path)
     assert config.data.name in DATASETS
     assert config.data.transform in TRANSFORMS
     assert config.model.name in MODELS
@@ -211,5 +214,5 @@ def test_shipped_config_is_valid_and_names_registered_components(path: Path) -> 
     ],
 )
 def test_val_folds_are_checked(overrides: list[str]) -> None:
-    with pytest.raises(ConfigError, match="data.val_folds: expected k >= 2"):
+    with pytest.raises(ConfigError, match=r"data.val_folds: expected k >= 2"):
         load_config(None, overrides)
