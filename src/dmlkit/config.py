@@ -150,6 +150,9 @@ class TrainConfig:
     best checkpoint on the test classes (test-set feedback, as some published code does).
     ``patience``: stop after this many evaluations in a row without a better selection metric
     (``None``: train all ``steps``).
+    ``nonfinite``: what a step with a NaN/inf loss or gradient does: ``stop`` (write ``last.pt``
+    and raise, naming the step and the batch items) or ``skip`` (drop its update, count it in
+    metrics.json's ``nonfinite_skipped``, log it and warn).
     """
 
     steps: int = 1000
@@ -160,6 +163,7 @@ class TrainConfig:
     log_every: int = 10
     select_on_test: bool = False
     patience: int | None = None
+    nonfinite: str = "stop"
     progress: bool = True
     num_threads: int | None = None
 
@@ -396,6 +400,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer.name": ("adam", "adamw", "sgd", "rmsprop"),
     "schedule.name": ("constant", "step", "multistep", "cosine"),
     "train.amp": ("none", "bf16", "fp16"),
+    "train.nonfinite": ("stop", "skip"),
     "eval.similarity": ("cosine", "dot", "euclidean"),
 }
 

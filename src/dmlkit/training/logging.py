@@ -2,7 +2,9 @@
 progress line on the terminal.
 
 Records are ``{"kind": "train", "step", "epoch", "loss", "lr", "images_per_s"}`` and
-``{"kind": "eval", "step", "epoch", "split", <metric>: value, ...}``. The CSV has one fixed header
+``{"kind": "eval", "step", "epoch", "split", <metric>: value, ...}`` and, for a step with a
+non-finite loss or gradient, ``{"kind": "nonfinite", "step", "epoch", "what", "items",
+"policy"}``. The CSV has one fixed header
 (the train fields, ``split`` and the metric columns); a field a record lacks is left empty. Every
 record is flushed at once, so :meth:`RunLogger.position` (byte sizes of the two files) marks what
 a checkpoint has seen; :meth:`RunLogger.truncate` cuts the files back to it on resume, so a
@@ -83,7 +85,7 @@ class RunLogger:
         self._jsonl.flush()
         self._write_csv_row(record)
         if self._tb is not None:
-            prefix = record["kind"] if record["kind"] == "train" else record["split"]
+            prefix = record["split"] if record["kind"] == "eval" else record["kind"]
             for key, value in record.items():
                 if key not in ("kind", "step", "epoch", "split") and isinstance(value, float):
                     self._tb.add_scalar(f"{prefix}/{key}", value, record["step"])

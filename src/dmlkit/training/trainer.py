@@ -14,6 +14,9 @@ selection, ``best.pt``) and on the test split; ``train.select_on_test`` selects 
 Every ``checkpoint_every`` steps and at the end ``last.pt`` holds everything an exact resume needs:
 model, loss, optimizer, scheduler and scaler states, the sampler's epoch and position, the global
 RNG states, the best selection so far, the callbacks' states and the log positions.
+A step whose loss or gradients are not finite stops the run (``train.nonfinite: stop``, with
+``last.pt`` written and the step and batch items named) or is skipped and counted (``skip``);
+non-finite embeddings always stop. See :mod:`dmlkit.training.nonfinite`.
 
 Run folder (``run_dir``)::
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,13 +63,15 @@ from dmlkit.training.callbacks import BatchEnd, Callback, CallbackList
 from dmlkit.training.checkpoint import load_checkpoint, save_checkpoint
 from dmlkit.training.evaluate import embed_dataset, metric_columns, score_views
 from dmlkit.training.logging import Progress, RunLogger
+from dmlkit.training.nonfinite import NonFiniteError, nonfinite_what
 from dmlkit.training.optim import build_optimizer, build_scheduler
 from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
 
 CHECKPOINT_FORMAT = 1
 # Fields that may differ between a run and its resume: where it writes, how it shows progress and
-# how many loader workers it uses (augmentation is seeded per item, so workers change nothing).
-RESUME_FREE = ("output.", "train.progress", "data.num_workers")
+# how many loader workers it uses (augmentation is seeded per item, so workers change nothing),
+# and what it does with a non-finite step (to resume a stopped run with ``skip``).
+RESUME_FREE = ("output.", "train.progress", "train.nonfinite", "data.num_workers")
 
 
 class Trainer:
@@ -125,6 +131,7 @@ class Trainer:
         self.best: dict[str, Any] = {"step": None, "value": None, "val": None, "test": None}
         self.last_test: dict[str, float] | None = None
         self.stale_evals = 0
+        self.nonfinite_skipped = 0
         self.stopped = False
         self.test_embeddings: tuple[int, Tensor, Tensor] | None = None
         self.logger: RunLogger | None = None
@@ -218,7 +225,10 @@ class Trainer:
         images = images.to(self.device, non_blocking=True)
         with autocast(self.device, self.config.train.amp):
             emb = self.model(images)
-        return emb.float()
+        emb = emb.float()
+        if not bool(torch.isfinite(emb.detach()).all()):
+            self.handle_nonfinite("model output", "stop")
+        return emb
 
     def optimizer_step(self, loss: Tensor) -> None:
         """Zero the gradients, (scaled) backward, ``on_after_backward``, optional clipping,
@@ -227,12 +237,58 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.callbacks.on_after_backward(self)
+        if self.nonfinite_step(loss):
+            return
         if cfg.optimizer.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, cfg.optimizer.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+
+    def nonfinite_step(self, loss: Tensor) -> bool:
+        """Apply ``train.nonfinite`` after the backward pass: ``False`` when the loss and the
+        gradients are finite; under ``skip`` drop the gradients, count and log the step and return
+        ``True``; under ``stop`` write ``last.pt`` and raise :class:`NonFiniteError`."""
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        what = nonfinite_what(loss, params, check_gradients=not self.scaler.is_enabled())
+        return what is not None and self.handle_nonfinite(what, self.config.train.nonfinite)
+
+    def handle_nonfinite(self, what: str, policy: str) -> bool:
+        """Log the non-finite ``what`` of the current step with its batch items, then ``skip``
+        (drop the gradients, count, warn, return ``True``) or ``stop`` (write ``last.pt``, raise
+        :class:`NonFiniteError`). Non-finite model outputs always stop: without finite
+        embeddings there is no loss whose step could be skipped."""
+        items = self.batch_items()
+        where = (
+            f"non-finite {what} at step {self.step + 1} (epoch {self.epoch}, batch "
+            f"{self.batch_in_epoch} of the epoch; training items {items})"
+        )
+        record = {"kind": "nonfinite", "step": self.step + 1, "epoch": self.epoch}
+        self._log({**record, "what": what, "items": items, "policy": policy})
+        if policy == "skip":
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_skipped += 1
+            warnings.warn(
+                f"{where}: update skipped (train.nonfinite: skip), "
+                f"{self.nonfinite_skipped} skipped so far",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return True
+        self.save_last()
+        raise NonFiniteError(
+            f"{where}. Stopped (train.nonfinite: stop); {self.run_dir / 'checkpoints' / 'last.pt'} "
+            "holds the state before this step (resume with --resume, or set "
+            "train.nonfinite: skip to drop such steps)"
+        )
+
+    def batch_items(self) -> list[int]:
+        """Training-set item indices of the current batch, replayed from the seeded sampler at
+        the trainer's position (the sampler itself is left alone)."""
+        replay = copy.deepcopy(self.sampler)
+        replay.load_state_dict(self.sampler_state())
+        return [int(i) for i in next(iter(replay))]
 
     def train_loader(self, batch_sampler: Sampler[list[int]]) -> DataLoader:
         """A loader over the training set with ``batch_sampler`` and the run's workers (its own
@@ -374,6 +430,7 @@ class Trainer:
             "best": self.best,
             "last_test": self.last_test,
             "stale_evals": self.stale_evals,
+            "nonfinite_skipped": self.nonfinite_skipped,
             "stopped": self.stopped,
             "train_time_s": self.train_time_s,
             "log_position": self.logger.position(),
@@ -413,6 +470,7 @@ class Trainer:
         self.last_test = state["last_test"]
         self.stale_evals, self.stopped = state["stale_evals"], state["stopped"]
         self.train_time_s = state["train_time_s"]
+        self.nonfinite_skipped = state.get("nonfinite_skipped", 0)  # absent before the policy
         restore_rng_state(state["rng"])
         return state["log_position"]
 
@@ -459,6 +517,7 @@ class Trainer:
             "ks": list(cfg.eval.ks),
             "steps": self.step,
             "stopped_early": self.stopped,
+            "nonfinite_skipped": self.nonfinite_skipped,
             "train_time_s": self.train_time_s,
             "images_per_s": total_images / max(self.train_time_s, 1e-9),
         }
