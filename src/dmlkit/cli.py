@@ -56,25 +56,40 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     ``--resume RUN_DIR`` continues RUN_DIR (with its saved config unless CONFIG is given);
     ``--resume`` alone continues the newest run of the config's ``output.dir``/``output.name``.
+    Under ``torchrun`` every process trains its share (``dmlkit.training.distributed``); rank 0
+    chooses the run folder and alone prints and writes.
     """
     from dmlkit.training import Trainer, metrics_table, new_run_dir
+    from dmlkit.training.build import resolve_device
+    from dmlkit.training.distributed import init_distributed
 
     if args.resume is not None:
         config, run_dir = _resume_target(args)
     else:
         config = load_config(args.config, args.set)
-        run_dir = new_run_dir(config.output)
-    trainer = Trainer(config, run_dir, resume=args.resume is not None)
-    splits = trainer.splits
-    print(
-        f"{'resuming' if args.resume is not None else 'training'} {config.data.name} "
-        f"({len(splits.train)} train images, {splits.train.num_classes} classes; "
-        f"{len(splits.test)} test images, {splits.test.num_classes} classes), "
-        f"{config.model.name}, loss {config.loss.name}, {config.train.steps} steps -> {run_dir}"
-    )
-    if set(splits.test.class_names) <= set(splits.train.class_names):
-        print(ZERO_SHOT_HINT)
-    metrics = trainer.fit()
+    context = init_distributed(resolve_device(config.train.device))
+    try:
+        if args.resume is None:
+            run_dir = new_run_dir(config.output) if context.is_main else Path()
+        run_dir = context.broadcast_object(run_dir)
+        trainer = Trainer(config, run_dir, resume=args.resume is not None)
+        splits = trainer.splits
+        if context.is_main:
+            print(
+                f"{'resuming' if args.resume is not None else 'training'} {config.data.name} "
+                f"({len(splits.train)} train images, {splits.train.num_classes} classes; "
+                f"{len(splits.test)} test images, {splits.test.num_classes} classes), "
+                f"{config.model.name}, loss {config.loss.name}, {config.train.steps} steps "
+                f"-> {run_dir}"
+                + (f" ({context.world_size} processes)" if context.is_distributed else "")
+            )
+            if set(splits.test.class_names) <= set(splits.train.class_names):
+                print(ZERO_SHOT_HINT)
+        metrics = trainer.fit()
+    finally:
+        context.close()
+    if not context.is_main:
+        return 0
     print(metrics_table(metrics))
     if trainer.config.output.report:
         from dmlkit.report import build_report

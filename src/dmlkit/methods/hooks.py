@@ -67,6 +67,11 @@ class TrainerView(Protocol):
         """``(B, D)`` float32 embeddings of a training batch (moved to the device, autocast)."""
         ...
 
+    def gather(self, emb: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The global batch: ``emb (B, D)`` and ``labels (B,)`` of every rank concatenated in
+        rank order, ``(W B, D)`` and ``(W B,)``; in one process ``emb`` and ``labels``."""
+        ...
+
     def optimizer_step(self, loss: Tensor) -> None:
         """One optimizer update on ``loss``: zero the gradients, scaled backward,
         ``on_after_backward``, optional clipping, optimizer and scaler step (no schedule step)."""

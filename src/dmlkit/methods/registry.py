@@ -28,7 +28,13 @@ from dmlkit.methods.hooks import Callback, TrainerView
 
 
 class TrainingMethod:
-    """Base class: the plain run (the loss unchanged, no callbacks)."""
+    """Base class: the plain run (the loss unchanged, no callbacks).
+
+    ``supports_distributed``: whether the method's iteration is correct under several processes
+    (it sees the global batch through ``trainer.gather`` and does one forward pass per step).
+    """
+
+    supports_distributed: bool = True
 
     def wrap_loss(self, loss: nn.Module) -> nn.Module:
         """The loss the run trains, built from the configured ``loss``."""
@@ -41,10 +47,11 @@ class TrainingMethod:
     def train_step(
         self, trainer: TrainerView, images: Tensor, labels: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """One iteration on the batch ``images``, ``labels (B,)`` (on the device); returns the
-        detached loss and embeddings ``(B, D)``. The trainer steps the schedule afterwards."""
+        """One iteration on the batch ``images``, ``labels (B,)`` (on the device): the loss of
+        the global batch (all ranks' rows, :meth:`TrainerView.gather`); returns the detached loss
+        and the local embeddings ``(B, D)``. The trainer steps the schedule afterwards."""
         emb = trainer.forward(images)
-        loss: Tensor = trainer.loss_fn(emb, labels)
+        loss: Tensor = trainer.loss_fn(*trainer.gather(emb, labels))
         trainer.optimizer_step(loss)
         return loss.detach(), emb.detach()
 

@@ -108,7 +108,10 @@ class HeadCheck(Callback):
 
 
 class Sharing(TrainingMethod):
-    """The shared-characteristics method (module docstring); build it with :func:`sharing`."""
+    """The shared-characteristics method (module docstring); build it with :func:`sharing`.
+    One process only: it runs a second forward pass per step on its own shuffled batches."""
+
+    supports_distributed = False
 
     def __init__(
         self,

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dmlkit.config import EvalConfig
 from dmlkit.evaluation import evaluate, extract_embeddings
 from dmlkit.methods import TrainingMethod
 from dmlkit.training.amp import autocast
+from dmlkit.training.distributed import DistributedContext, gather_sharded
 
 PER_K = {"recall": "recall@{}", "precision_at_k": "precision@{}", "map_at_k": "map@{}"}
 COUNTS = ("num_queries", "num_excluded_queries")
@@ -41,17 +42,37 @@ def embed_dataset(
     amp: str = "none",
     num_workers: int = 0,
     progress: bool = False,
+    context: DistributedContext | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """``(emb (N, D) float32, labels (N,) int64)`` of ``dataset`` in item order, on the CPU."""
+    """``(emb (N, D) float32, labels (N,) int64)`` of ``dataset`` in item order, on the CPU.
+
+    With a distributed ``context`` every rank embeds its shard (items ``rank, rank + W, ...``)
+    and every rank returns all ``N`` rows (:func:`~dmlkit.training.distributed.gather_sharded`);
+    all ranks must call it together.
+    """
+    context = context or DistributedContext()
+    sampler = None
+    if context.is_distributed:
+        sampler = DistributedSampler(
+            dataset, num_replicas=context.world_size, rank=context.rank, shuffle=False
+        )
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
     )
     with autocast(device, amp):
-        return extract_embeddings(model, loader, device, progress)
+        emb, labels = extract_embeddings(model, loader, device, progress and context.is_main)
+    if not context.is_distributed:
+        return emb, labels
+    total = len(dataset)  # type: ignore[arg-type]
+    return (
+        gather_sharded(emb.to(device), total, context).cpu(),
+        gather_sharded(labels.to(device), total, context).cpu(),
+    )
 
 
 def score(emb: Tensor, labels: Tensor, config: EvalConfig, seed: int) -> dict[str, float]:

@@ -18,6 +18,13 @@ A step whose loss or gradients are not finite stops the run (``train.nonfinite: 
 ``last.pt`` written and the step and batch items named) or is skipped and counted (``skip``);
 non-finite embeddings always stop. See :mod:`dmlkit.training.nonfinite`.
 
+Under ``torchrun`` (several processes, see :mod:`dmlkit.training.distributed`) each rank trains on
+its own ``data.batch_size`` rows of the global batch, the loss sees all ranks' rows
+(``Trainer.gather``), gradients equal single-process training on the concatenated batch, and
+evaluation is sharded over the ranks. Rank 0 alone writes the run folder; metrics are computed on
+rank 0 and broadcast, and the weights are re-broadcast after every evaluation, so that every rank
+takes the same decisions (selection, early stopping, method rounds).
+
 Run folder (``run_dir``)::
 
     config.yaml            the resolved config
@@ -61,6 +68,12 @@ from dmlkit.training.build import (
 )
 from dmlkit.training.callbacks import BatchEnd, Callback, CallbackList
 from dmlkit.training.checkpoint import load_checkpoint, save_checkpoint
+from dmlkit.training.distributed import (
+    data_parallel,
+    gather_rows,
+    init_distributed,
+    process_device,
+)
 from dmlkit.training.evaluate import embed_dataset, metric_columns, score_views
 from dmlkit.training.logging import Progress, RunLogger
 from dmlkit.training.nonfinite import NonFiniteError, nonfinite_what
@@ -91,13 +104,17 @@ class Trainer:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.resume = resume
-        self.device = resolve_device(config.train.device)
+        device = resolve_device(config.train.device)
+        self.dist = init_distributed(device)
+        self.device = process_device(device, self.dist)
         if config.train.num_threads is not None:
             torch.set_num_threads(config.train.num_threads)
         seed_everything(config.seed)
 
         self.splits = build_splits(config)
-        self.sampler = build_sampler(config, self.splits.train)
+        self.sampler = build_sampler(
+            config, self.splits.train, self.dist.rank, self.dist.world_size
+        )
         self.config = resolve_config(config, self.splits.train, self.sampler)
         cfg = self.config
         self.columns = metric_columns(cfg.eval.metrics, cfg.eval.ks)
@@ -114,10 +131,17 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed),
         )
         self.model = build_model(cfg.model).to(self.device)
+        self.train_model = data_parallel(self.model, self.dist, self.device)
         num_classes, dim = self.splits.train.num_classes, cfg.model.embedding_dim
         self.method = build_method(cfg.method, num_classes, dim, cfg.seed)
+        if self.dist.is_distributed and not self.method.supports_distributed:
+            raise ValueError(
+                f"method {cfg.method.name!r} does not support distributed training; run it in "
+                "one process"
+            )
         self.loss_fn = self.method.wrap_loss(build_loss(cfg.loss, num_classes, dim))
         self.loss_fn = self.loss_fn.to(self.device)
+        self.dist.broadcast_module(self.loss_fn)
         self.optimizer = build_optimizer(cfg.optimizer, self.model, self.loss_fn)
         self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.steps)
         self.scaler = grad_scaler(self.device, cfg.train.amp)
@@ -153,16 +177,20 @@ class Trainer:
         """Prepare the run folder (or restore the checkpoint when resuming), open the logs,
         call ``on_train_start`` and evaluate the untrained model on test."""
         cfg = self.config
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if self.resume:
             position = self.load(self.run_dir / "checkpoints" / "last.pt")
         else:
             position = None
-            save_config(cfg, self.run_dir / "config.yaml")
-        self.logger = RunLogger(
-            self.run_dir, self.columns, cfg.output.tensorboard, position, self.step or None
-        )
+            if self.dist.is_main:
+                save_config(cfg, self.run_dir / "config.yaml")
+        if self.dist.is_main:
+            self.logger = RunLogger(
+                self.run_dir, self.columns, cfg.output.tensorboard, position, self.step or None
+            )
         self.callbacks.on_train_start(self)
+        self.sync_weights()
         if cfg.eval.before and self.before is None:
             self.before = self.evaluate("test")
 
@@ -177,7 +205,7 @@ class Trainer:
         periodic logging, evaluation and checkpoints; the last step of the run (``train.steps``,
         or the step where ``train.patience`` stops it) is always evaluated and checkpointed."""
         cfg = self.config.train
-        progress = Progress(cfg.steps, cfg.progress and self.step < stop_step)
+        progress = Progress(cfg.steps, cfg.progress and self.dist.is_main and self.step < stop_step)
         window = {"images": 0, "time": 0.0}
         self.model.train()
         tick = time.perf_counter()
@@ -188,7 +216,7 @@ class Trainer:
                 loss, emb, labels = self.train_step(images, labels)
                 self.advance()
                 now = time.perf_counter()
-                window["images"] += len(labels)
+                window["images"] += len(labels) * self.dist.world_size
                 window["time"] += now - tick
                 self.train_time_s += now - tick
 
@@ -224,11 +252,17 @@ class Trainer:
         """Float32 embeddings ``(B, D)`` of a training batch (model under autocast)."""
         images = images.to(self.device, non_blocking=True)
         with autocast(self.device, self.config.train.amp):
-            emb = self.model(images)
+            emb = self.train_model(images)
         emb = emb.float()
         if not bool(torch.isfinite(emb.detach()).all()):
             self.handle_nonfinite("model output", "stop")
         return emb
+
+    def gather(self, emb: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The global batch ``(W B, D)``, ``(W B,)``: every rank's embeddings and labels in rank
+        order, the local rows keeping their gradient (scaled by ``W``, see
+        :mod:`dmlkit.training.distributed`); ``emb``, ``labels`` themselves in one process."""
+        return gather_rows(emb, self.dist), gather_rows(labels, self.dist)
 
     def optimizer_step(self, loss: Tensor) -> None:
         """Zero the gradients, (scaled) backward, ``on_after_backward``, optional clipping,
@@ -236,6 +270,7 @@ class Trainer:
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.dist.average_gradients(self.loss_fn)
         self.callbacks.on_after_backward(self)
         if self.nonfinite_step(loss):
             return
@@ -320,6 +355,8 @@ class Trainer:
         progress.update(self.step, {"loss": loss, "lr": lr, "img/s": images_per_s})
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         if self.logger is None:
             raise RuntimeError("the run logs are open only inside fit()")
         self.logger.log(record)
@@ -335,11 +372,21 @@ class Trainer:
             {"kind": "eval", "step": self.step, "epoch": self.epoch, "split": split, **metrics}
         )
         self.callbacks.on_eval(self, split, metrics)
+        self.sync_weights()
         return metrics
 
     def score(self, emb: Tensor, labels: Tensor) -> dict[str, float]:
-        """Metrics of the method's evaluated view of ``emb`` and of its further views."""
-        return score_views(self.method, emb, labels, self.config.eval, self.config.seed)
+        """Metrics of the method's evaluated view of ``emb`` and of its further views (computed
+        on rank 0, the same on every rank)."""
+        metrics: dict[str, float] = {}
+        if self.dist.is_main:
+            metrics = score_views(self.method, emb, labels, self.config.eval, self.config.seed)
+        return self.dist.broadcast_object(metrics)
+
+    def sync_weights(self) -> None:
+        """Give every rank rank 0's model and loss weights (after callbacks that may set them)."""
+        self.dist.broadcast_module(self.model)
+        self.dist.broadcast_module(self.loss_fn)
 
     def embed(self, split: str, model: torch.nn.Module | None = None) -> tuple[Tensor, Tensor]:
         """Embeddings and labels of ``split`` ("val" or "test") in item order."""
@@ -353,6 +400,7 @@ class Trainer:
             self.device,
             self.config.train.amp,
             self.config.data.num_workers,
+            context=self.dist,
         )
 
     @property
@@ -371,6 +419,7 @@ class Trainer:
             self.device,
             self.config.train.amp,
             self.config.data.num_workers,
+            context=self.dist,
         )
         return emb
 
@@ -394,7 +443,8 @@ class Trainer:
                 "loss": self.loss_fn.state_dict(),
                 "selection": {k: v for k, v in self.best.items() if k != "test"},
             }
-            save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
+            if self.dist.is_main:
+                save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
         self.stale_evals = 0 if improved else self.stale_evals + 1
         patience = cfg.train.patience
         self.stopped = patience is not None and self.stale_evals >= patience
@@ -443,7 +493,8 @@ class Trainer:
         return state
 
     def save_last(self) -> None:
-        save_checkpoint(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
+        if self.dist.is_main:
+            save_checkpoint(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
 
     def load(self, path: Path) -> dict[str, int]:
         """Restore the state saved at ``path``; returns the log position to cut the logs to."""
@@ -484,8 +535,10 @@ class Trainer:
         best_model = self.model
         if self.best["step"] != self.step:
             best_model = copy.deepcopy(self.model)
-            best_state = load_checkpoint(self.run_dir / "checkpoints" / "best.pt")
-            best_model.load_state_dict(best_state["model"])
+            if self.dist.is_main:
+                best_state = load_checkpoint(self.run_dir / "checkpoints" / "best.pt")
+                best_model.load_state_dict(best_state["model"])
+            self.dist.broadcast_module(best_model)
         best_test = self.best["test"]
         cached = self.test_embeddings
         if cached is not None and cached[0] == self.best["step"] == self.step:
@@ -494,7 +547,7 @@ class Trainer:
             emb, labels = self.embed("test", best_model)
             if best_test is None:
                 best_test = self.score(emb, labels)
-        if cfg.output.embeddings:
+        if cfg.output.embeddings and self.dist.is_main:
             folder = self.run_dir / "embeddings"
             folder.mkdir(exist_ok=True)
             np.savez(
@@ -503,7 +556,7 @@ class Trainer:
                 labels=labels.numpy().astype(np.int64),
                 index=np.arange(len(labels), dtype=np.int64),
             )
-        total_images = self.step * cfg.data.batch_size
+        total_images = self.step * cfg.data.batch_size * self.dist.world_size
         metrics = {
             "before": self.before,
             "final": self.last_test,
@@ -521,5 +574,6 @@ class Trainer:
             "train_time_s": self.train_time_s,
             "images_per_s": total_images / max(self.train_time_s, 1e-9),
         }
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if self.dist.is_main:
+            (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
