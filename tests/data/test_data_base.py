@@ -11,7 +11,14 @@ from data_helpers import write_image
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from dmlkit.data import ArrayDataset, FileDataset, check_dataset, create_transform, read_image
+from dmlkit.data import (
+    ArrayDataset,
+    FileDataset,
+    check_dataset,
+    check_splits,
+    create_transform,
+    read_image,
+)
 from dmlkit.sampling import MPerClassBatchSampler
 
 
@@ -106,3 +113,18 @@ def test_check_dataset_reports_every_problem(tmp_path: Path) -> None:
     assert check_dataset(good, m=2) is None
     with pytest.raises(ValueError, match="no items"):
         check_dataset(ArrayDataset(np.zeros((0, 2, 2), np.uint8), np.zeros(0, np.int64), []))
+
+
+def test_check_splits_reports_the_problems_of_every_split_at_once(tmp_path: Path) -> None:
+    paths = [write_image(tmp_path / f"{k}.png") for k in range(6)]
+    paths[4].unlink()
+    train = FileDataset([str(p) for p in paths[:3]], np.array([0, 0, 1]), ["a", "b"])
+    test = FileDataset([str(p) for p in paths[3:]], np.array([0, 0, 1]), ["x", "y"])
+    with pytest.raises(ValueError, match="3 problem") as err:
+        check_splits({"train": train, "test": test}, m=2, batch_classes=3)
+    text = str(err.value)
+    assert "- train: 1 class(es) with fewer than m=2 images" in text and "'b' (1)" in text
+    assert "- train: 2 class(es), but a batch draws 3 classes" in text
+    assert "- test: 1 missing image file(s)" in text and "4.png" in text
+    # the sampler conditions concern the training split only
+    assert check_splits({"train": train, "val": train}, m=None, batch_classes=2) is None

@@ -139,3 +139,46 @@ def test_nothing_usable_raises(tmp_path: Path) -> None:
     path.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match=r"no usable checkpoint.*not a dmlkit checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_run_resumes_from_the_previous_checkpoint_when_the_last_is_damaged(
+    tmp_path: Path, damage: str
+) -> None:
+    from dmlkit.config import load_config
+    from dmlkit.training import Trainer
+
+    torch.set_num_threads(1)
+    config = load_config(
+        None,
+        [
+            "data.image_size=8",
+            "model.options.widths=[8, 16]",
+            "data.batch_size=40",
+            "model.embedding_dim=16",
+            "train.steps=4",
+            "train.eval_every=2",
+            "train.checkpoint_every=2",
+            "train.progress=false",
+            "eval.metrics=[map@r]",
+            "eval.ks=[1]",
+            "output.report=false",
+        ],
+    )
+    run = tmp_path / "run"
+    first = Trainer(config, run).fit()
+    last = run / "checkpoints" / "last.pt"
+    data = bytearray(last.read_bytes())
+    if damage == "truncate":
+        last.write_bytes(bytes(data[: len(data) - 100]))
+    else:
+        data[-100] ^= 0x10
+        last.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="truncated" if damage == "truncate" else "checksum"):
+        load_checkpoint(last, fallback=False)
+    resumed = Trainer(config, run, resume=True)
+    with pytest.warns(UserWarning, match=r"unusable .*loaded the previous one"):
+        again = resumed.fit()
+    assert again["steps"] == 4
+    assert again["final"] == first["final"] and again["best"] == first["best"]
+    assert load_checkpoint(last, fallback=False)["step"] == 4  # rewritten whole

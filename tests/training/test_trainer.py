@@ -252,3 +252,14 @@ def test_patience_stops_after_evaluations_without_improvement(tmp_path: Path) ->
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 12
     again = Trainer(config, tmp_path / "run", callbacks=[Recorder()], resume=True).fit()
     assert again["steps"] == 12 and again["final"] == metrics["final"]
+
+
+def test_dataset_problems_are_found_before_training(tmp_path: Path) -> None:
+    classes = ["data.options={holdout: classes, test_fraction: 0.5}"]
+    config = tiny(tmp_path, *classes, "data.val_classes=1", "data.batch_size=24", "data.m=4")
+    with pytest.raises(
+        ValueError, match=r"dataset check found 1 problem\(s\):\n- train: 4 class"
+    ) as err:
+        Trainer(config, tmp_path / "run")
+    assert "a batch draws 6 classes" in str(err.value)
+    assert not (tmp_path / "run").exists()

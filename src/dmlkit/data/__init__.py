@@ -9,7 +9,7 @@ from dmlkit.data import glyphs as _glyphs  # noqa: F401  (registers glyphs)
 from dmlkit.data import offline as _offline  # noqa: F401  (registers digits, fashion_mnist)
 from dmlkit.data import published as _published  # noqa: F401  (registers cub, cars, sop, inshop)
 from dmlkit.data.base import ArrayDataset, DMLDataset, FileDataset, read_image
-from dmlkit.data.check import check_dataset
+from dmlkit.data.check import check_dataset, check_splits
 from dmlkit.data.registry import DATASETS, create_dataset
 from dmlkit.data.splits import ClassFold
 from dmlkit.data.transforms import TRANSFORMS, create_transform, to_tensor
@@ -22,6 +22,7 @@ __all__ = [
     "DMLDataset",
     "FileDataset",
     "check_dataset",
+    "check_splits",
     "create_dataset",
     "create_transform",
     "read_image",

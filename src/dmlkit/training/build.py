@@ -32,7 +32,7 @@ from dmlkit.config import (
 from dmlkit.data import (
     ClassFold,
     DMLDataset,
-    check_dataset,
+    check_splits,
     create_dataset,
     create_transform,
 )
@@ -95,7 +95,9 @@ def build_split(config: DataConfig, split: str, train: bool) -> DMLDataset:
 
 def build_splits(config: ExperimentConfig) -> Splits:
     """Train, val (only when selecting on val) and test splits; the training set's augmentation
-    stream follows the run's ``seed``."""
+    stream follows the run's ``seed``. All splits are checked before training starts
+    (:func:`~dmlkit.data.check.check_splits`: missing or, with ``data.check_images``, unreadable
+    images, classes the sampler cannot draw), every problem in one ``ValueError``."""
     train = build_split(config.data, "train", train=True)
     train.seed = config.seed
     val = None
@@ -115,9 +117,15 @@ def build_splits(config: ExperimentConfig) -> Splits:
                 "data.options.val_fraction, or train.select_on_test: true"
             )
     test = build_split(config.data, "test", train=False)
-    check_dataset(
-        train,
+    named = (
+        {"train": train, "test": test}
+        if val is None
+        else {"train": train, "val": val, "test": test}
+    )
+    check_splits(
+        named,
         None if config.data.replacement else config.data.m,
+        config.data.batch_size // config.data.m,
         decode_images=config.data.check_images,
     )
     return Splits(train, val, test)
