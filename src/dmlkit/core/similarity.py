@@ -64,10 +64,28 @@ def similarity_matrix(x: Tensor, y: Tensor, kind: str = "cosine") -> Tensor:
     """Return ``S (B, R)`` of ``kind`` between rows of ``x (B, D)`` and ``y (R, D)``.
 
     ``neg_euclidean`` clamps the squared distance at 1e-12 before the square root, so duplicates
-    and self-pairs get a finite (zero) gradient instead of NaN.
+    and self-pairs get a finite (zero) gradient instead of NaN. Finite inputs whose similarities
+    overflow the compute dtype (``dot`` or Euclidean of rows with norms near 1e19 in float32)
+    raise ``ValueError`` instead of returning infinities that turn into NaN losses.
     """
     if kind not in SIMILARITIES:
         raise ValueError(f"similarity: expected one of {SIMILARITIES}, got {kind!r}")
+    return _check_overflow(_similarity(x, y, kind), x, y, kind)
+
+
+def _check_overflow(sim: Tensor, x: Tensor, y: Tensor, kind: str) -> Tensor:
+    """``sim``, or ``ValueError`` when it holds an infinity or NaN (one reduction when finite)."""
+    if bool(torch.isfinite(sim.detach().sum())) or bool(torch.isfinite(sim.detach()).all()):
+        return sim
+    norm = max(float(x.detach().abs().amax()), float(y.detach().abs().amax()))
+    raise ValueError(
+        f"similarity {kind!r}: expected similarities that fit in {sim.dtype}, got non-finite "
+        f"values from inputs with entries up to {norm:.3g} in magnitude; normalise or rescale "
+        "the embeddings"
+    )
+
+
+def _similarity(x: Tensor, y: Tensor, kind: str) -> Tensor:
     dtype = _compute_dtype(x)
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf, yf = x.to(dtype), y.to(dtype)

@@ -301,8 +301,9 @@ def evaluate(
     if retrieval_wanted:
         if not bool(valid.any()):
             raise ValueError(
-                "query_labels: no query has a relevant reference (every query class is missing "
-                "from the references), so no retrieval metric can be computed"
+                "query_labels: expected at least one query with a relevant reference, got none: "
+                "no query has a relevant reference (every query class is missing from the "
+                "references), so no retrieval metric can be computed"
             )
         relevant, first_rank = _rank(
             query_emb,

@@ -152,6 +152,12 @@ def kmeans(
     if backend == "faiss":
         return _faiss_kmeans(x, k, seed, n_init, max_iter)
     x_sq = (x * x).sum(1)
+    if not bool(torch.isfinite(4.0 * x_sq.amax())):  # |a - b|^2 <= 4 max |x|^2
+        raise ValueError(
+            "x: expected points whose squared norms and distances fit in float32 (entries below "
+            f"about 1e18 in magnitude), got entries up to {float(x.abs().amax()):.3g}; normalise "
+            "or rescale the embeddings"
+        )
     generator = torch.Generator().manual_seed(seed)
     best_labels, best_inertia = torch.empty(0), math.inf
     for _ in range(n_init):

@@ -1,0 +1,125 @@
+"""Property-based fuzzing of every registered loss: random shapes, labels, duplicate rows and
+extreme magnitudes give a finite loss with finite gradients, and malformed input gives a
+``ValueError``/``TypeError`` that says what was expected, never an error from inside PyTorch."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dmlkit.losses import LOSSES, create
+
+NUM_CLASSES = 4
+SCALES = {"unit": 1.0, "tiny": 1e-20, "huge": 1e15, "float32_max_ish": 1e36}
+pytestmark = pytest.mark.filterwarnings("ignore:k=.* exceeds the .* pairs available")
+FUZZ = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+
+
+def make_loss(name: str, dim: int) -> torch.nn.Module:
+    params = inspect.signature(LOSSES.get(name)).parameters
+    context = {"num_classes": NUM_CLASSES, "embedding_dim": dim}
+    torch.manual_seed(0)
+    return create(name, **{k: v for k, v in context.items() if k in params})
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``emb (B, D)`` float32 and ``labels (B,)`` int64 in ``0..3``: random, duplicated rows,
+    all-zero rows or one class, at a scale from 1e-20 to 1e36."""
+    size = draw(st.integers(1, 10))
+    dim = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**16))
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.randn(size, dim, generator=gen)
+    shape = draw(st.sampled_from(["random", "duplicates", "zeros", "one_class"]))
+    labels = torch.randint(0, NUM_CLASSES, (size,), generator=gen)
+    if shape == "duplicates":
+        emb = emb[torch.randint(0, min(2, size), (size,), generator=gen)]
+    elif shape == "zeros":
+        emb[: size // 2] = 0.0
+    elif shape == "one_class":
+        labels = torch.full((size,), draw(st.integers(0, NUM_CLASSES - 1)))
+    scale = draw(st.sampled_from(sorted(SCALES)))
+    return emb * SCALES[scale], labels, f"{shape}/{scale}"
+
+
+def assert_clear(err: Exception) -> None:
+    """A dmlkit input error: says what it expected."""
+    assert isinstance(err, (ValueError, TypeError)), repr(err)
+    assert "expected" in str(err), str(err)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+@FUZZ
+@given(batch=batches())
+def test_valid_batches_give_a_finite_loss_and_finite_gradients(
+    name: str, batch: tuple[torch.Tensor, torch.Tensor, str]
+) -> None:
+    emb, labels, case = batch
+    loss_fn = make_loss(name, emb.shape[1])
+    emb = emb.clone().requires_grad_(True)
+    try:
+        loss = loss_fn(emb, labels)
+    except (ValueError, TypeError) as err:
+        assert_clear(err)
+        return
+    assert loss.ndim == 0 and torch.isfinite(loss), f"{name} {case}: loss {loss}"
+    loss.backward()
+    assert emb.grad is not None and torch.isfinite(emb.grad).all(), f"{name} {case}: gradient"
+    for p in loss_fn.parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), f"{name} {case}: parameter gradient"
+
+
+def bad_inputs() -> st.SearchStrategy[tuple[str, torch.Tensor, torch.Tensor]]:
+    emb, labels = torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])
+    cases = {
+        "nan": (emb.clone().index_fill_(0, torch.tensor([2]), torch.nan), labels),
+        "inf": (emb.clone().index_fill_(0, torch.tensor([0]), torch.inf), labels),
+        "1d": (emb[:, 0], labels),
+        "3d": (emb[None], labels),
+        "batch_mismatch": (emb, labels[:5]),
+        "float_labels": (emb, labels.float()),
+        "int_emb": (emb.long(), labels),
+        "labels_2d_wrong": (emb, labels[:, None].expand(6, 2)[:3]),
+        "empty": (emb[:0], labels[:0]),
+        "negative_label": (emb, labels - 1),
+        "label_too_big": (emb, labels + NUM_CLASSES),
+    }
+    return st.sampled_from(sorted(cases)).map(lambda k: (k, *cases[k]))
+
+
+# losses whose classes are arbitrary ids (pairs compare labels only); per-class parameters need
+# labels in 0..num_classes-1
+CLASS_INDEXED = {
+    n for n in LOSSES.names() if "num_classes" in inspect.signature(LOSSES.get(n)).parameters
+}
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+@FUZZ
+@given(case=bad_inputs())
+def test_malformed_input_is_a_clear_error(
+    name: str, case: tuple[str, torch.Tensor, torch.Tensor]
+) -> None:
+    kind, emb, labels = case
+    loss_fn = make_loss(name, emb.shape[-1] if emb.ndim else 3)
+    if kind in ("negative_label", "label_too_big") and name not in CLASS_INDEXED:
+        return  # pair losses only compare labels: any ids are valid
+    with pytest.raises((ValueError, TypeError)) as info:
+        loss_fn(emb, labels)
+    assert_clear(info.value)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_an_ordinary_batch_is_accepted(name: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(12, 5, generator=gen, requires_grad=True)
+    loss = make_loss(name, 5)(emb, torch.arange(12) % NUM_CLASSES)
+    loss.backward()
+    assert torch.isfinite(loss) and emb.grad is not None and emb.grad.abs().sum() > 0
