@@ -216,3 +216,23 @@ def test_shipped_config_is_valid_and_names_registered_components(path: Path) -> 
 def test_val_folds_are_checked(overrides: list[str]) -> None:
     with pytest.raises(ConfigError, match=r"data.val_folds: expected k >= 2"):
         load_config(None, overrides)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.image_size=0", "data.image_size: expected a positive value"),
+        ("optimizer.clip_grad_norm=-1.0", "optimizer.clip_grad_norm: expected a positive value"),
+        ("optimizer.loss_lr=0.0", "optimizer.loss_lr: expected a positive value"),
+        ("train.num_threads=0", "train.num_threads: expected a positive value"),
+        ("schedule.gamma=0.0", "schedule.gamma: expected a positive value"),
+        ("optimizer.betas=[0.9]", r"optimizer.betas: expected two values in \[0, 1\)"),
+        ("optimizer.betas=[0.9, 1.0]", r"optimizer.betas: expected two values in \[0, 1\)"),
+        ("schedule.min_factor=1.5", r"schedule.min_factor: expected a value in \[0, 1\]"),
+        ("schedule.milestones=[20, 10]", "schedule.milestones: expected increasing positive"),
+        ("schedule.milestones=[0]", "schedule.milestones: expected increasing positive"),
+    ],
+)
+def test_range_checks_name_the_field_and_the_expectation(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])

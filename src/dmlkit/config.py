@@ -405,6 +405,22 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _check_ranges(config: ExperimentConfig) -> None:
+    """Values bounded on both sides or ordered: Adam betas, the cosine floor, milestones."""
+    betas = config.optimizer.betas
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"optimizer.betas: expected two values in [0, 1), got {betas}")
+    if not 0.0 <= config.schedule.min_factor <= 1.0:
+        raise ConfigError(
+            f"schedule.min_factor: expected a value in [0, 1], got {config.schedule.min_factor}"
+        )
+    milestones = config.schedule.milestones
+    if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+        raise ConfigError(
+            f"schedule.milestones: expected increasing positive steps, got {milestones}"
+        )
+
+
 def check_values(config: ExperimentConfig) -> ExperimentConfig:
     """Range and choice checks that need no registry; ``ConfigError`` naming the field."""
     for path, allowed in CHOICES.items():
@@ -435,6 +451,21 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
     for path, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{path}: expected a value >= 0, got {value}")
+    positive_or_unset = {
+        "data.image_size": config.data.image_size,
+        "data.batches_per_epoch": config.data.batches_per_epoch,
+        "optimizer.backbone_lr": config.optimizer.backbone_lr,
+        "optimizer.loss_lr": config.optimizer.loss_lr,
+        "optimizer.clip_grad_norm": config.optimizer.clip_grad_norm,
+        "schedule.step_size": config.schedule.step_size,
+        "train.num_threads": config.train.num_threads,
+        "optimizer.eps": config.optimizer.eps,
+        "schedule.gamma": config.schedule.gamma,
+    }
+    for path, value in positive_or_unset.items():
+        if value is not None and not value > 0:
+            raise ConfigError(f"{path}: expected a positive value (or null), got {value}")
+    _check_ranges(config)
     if config.data.batch_size % config.data.m:
         raise ConfigError(
             f"data.batch_size: expected a multiple of data.m={config.data.m} "
