@@ -18,7 +18,12 @@ from torch import Tensor
 from dmlkit.config import load_config
 from dmlkit.sampling import MPerClassBatchSampler
 from dmlkit.training import Trainer, load_checkpoint
-from dmlkit.training.distributed import DistributedContext, gather_rows, gather_sharded
+from dmlkit.training.distributed import (
+    DistributedContext,
+    gather_rows,
+    gather_sharded,
+    init_distributed,
+)
 
 WORLD = 2
 BASE = [
@@ -89,10 +94,16 @@ def _worker(rank: int, out: Path) -> None:
         torch.save(evaluated, out / f"evaluated{rank}.pt")
         context = DistributedContext(rank, WORLD)
         x = torch.arange(6.0).view(3, 2) + 10 * rank
+        try:
+            gather_rows(torch.zeros(rank + 1, 2), context)
+            uneven = ""
+        except ValueError as err:
+            uneven = str(err)
         torch.save(
             {
                 "sharded": gather_sharded(x, 5, context),
                 "labels": gather_rows(torch.tensor([rank, rank]), context),
+                "uneven": uneven,
             },
             out / f"gather{rank}.pt",
         )
@@ -193,6 +204,23 @@ def test_gathers_interleave_shards_and_concatenate_ranks(ddp_run: Path) -> None:
         expected = torch.tensor([[0.0, 1], [10, 11], [2, 3], [12, 13], [4, 5]])
         torch.testing.assert_close(got["sharded"], expected)
         assert got["labels"].tolist() == [0, 0, 1, 1]
+        assert got["uneven"].endswith("got [1, 2]")
+
+
+def test_several_processes_need_the_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match=r"missing \['RANK', 'LOCAL_RANK'"):
+        init_distributed(torch.device("cpu"))
+
+
+def test_one_process_context_leaves_everything_alone() -> None:
+    context = init_distributed(torch.device("cpu"))
+    assert context == DistributedContext() and context.is_main and not context.is_distributed
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather_rows(x, context) is x and gather_sharded(x, 3, context) is x
+    assert context.broadcast_object({"a": 1.0}) == {"a": 1.0}
 
 
 def test_sharded_evaluation_equals_one_process(ddp_run: Path, tmp_path: Path) -> None:
