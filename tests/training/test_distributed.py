@@ -1,6 +1,7 @@
 """Distributed training with two gloo processes on the CPU equals one process on the concatenated
-batch: parameters after a few steps (pair loss, proxy loss, CCP with its rounds) and evaluation
-metrics (validation 179 and test 539 items: uneven shards, padding removed)."""
+batch: parameters after a few steps (pair loss, proxy loss, CCP with its rounds, a pair loss with
+cross-batch memory, whose queue is compared too) and evaluation metrics (validation 179 and test
+539 items: uneven shards, padding removed)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch import Tensor
+from torch import Tensor, nn
 
 from dmlkit.config import load_config
+from dmlkit.methods import METHODS, CrossBatchMemory, TrainingMethod
 from dmlkit.sampling import MPerClassBatchSampler
 from dmlkit.training import Trainer, load_checkpoint
 from dmlkit.training.distributed import (
@@ -26,6 +28,7 @@ from dmlkit.training.distributed import (
 )
 
 WORLD = 2
+MEMORY = "memory_for_ddp_tests"
 BASE = [
     "seed=3",
     "data.options.test_fraction=0.3",
@@ -62,7 +65,15 @@ CASES = {
         "method.name=ccp",
         "method.options={per_class: 2, pool: 3, patience: 1, min_delta: 1.0}",
     ],
+    "memory": ["loss.name=ms", f"method.name={MEMORY}"],
 }
+
+
+class MemoryMethod(TrainingMethod):
+    """The configured loss against a queue of the last 70 rows (it wraps after 2 steps)."""
+
+    def wrap_loss(self, loss: nn.Module) -> nn.Module:
+        return CrossBatchMemory(loss, embedding_size=16, memory_size=70)
 
 
 def _config(case: str, out: Path, name: str) -> Any:
@@ -77,6 +88,7 @@ def _states(trainer: Trainer) -> dict[str, Tensor]:
 
 def _worker(rank: int, out: Path) -> None:
     torch.set_num_threads(1)
+    METHODS.register(MEMORY)(MemoryMethod)
     dist.init_process_group(
         "gloo", init_method=f"file://{out / 'store'}", rank=rank, world_size=WORLD
     )
@@ -141,10 +153,14 @@ def _reference(case: str, out: Path) -> Trainer:
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(out,), nprocs=WORLD, join=True)
-    return out
+def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    METHODS.register(MEMORY)(MemoryMethod)
+    try:
+        out = tmp_path_factory.mktemp("ddp")
+        mp.spawn(_worker, args=(out,), nprocs=WORLD, join=True)
+        yield out
+    finally:
+        METHODS._factories.pop(MEMORY)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -156,6 +172,8 @@ def test_two_processes_train_like_one_on_the_concatenated_batch(ddp_run: Path, c
         assert got.keys() == expected.keys()
         for key, value in expected.items():
             torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    if case == "memory":  # 6 steps of 40 global rows: the queue is full and next writes slot 30
+        assert int(expected["loss.filled"]) == 70 and int(expected["loss.position"]) == 30
     initial = torch.load(ddp_run / case / "initial0.pt")
     change = max(float((expected[k] - v).abs().max()) for k, v in initial.items()
                  if v.is_floating_point())  # fmt: skip
@@ -224,8 +242,9 @@ def test_one_process_context_leaves_everything_alone() -> None:
 
 
 def test_sharded_evaluation_equals_one_process(ddp_run: Path, tmp_path: Path) -> None:
-    trainer = Trainer(_config("ccp", tmp_path, "check"), tmp_path / "check")
-    states = torch.load(ddp_run / "ccp" / "rank0.pt")
+    last = list(CASES)[-1]  # the workers evaluate the model of their last run
+    trainer = Trainer(_config(last, tmp_path, "check"), tmp_path / "check")
+    states = torch.load(ddp_run / last / "rank0.pt")
     model = {k[6:]: v for k, v in states.items() if k.startswith("model.")}
     trainer.model.load_state_dict(model)
     for rank in range(WORLD):
