@@ -225,7 +225,7 @@ def test_val_folds_are_checked(overrides: list[str]) -> None:
         ("optimizer.clip_grad_norm=-1.0", "optimizer.clip_grad_norm: expected a positive value"),
         ("optimizer.loss_lr=0.0", "optimizer.loss_lr: expected a positive value"),
         ("train.num_threads=0", "train.num_threads: expected a positive value"),
-        ("schedule.gamma=0.0", "schedule.gamma: expected a positive value"),
+        ("schedule.gamma=-0.1", "schedule.gamma: expected a value >= 0"),
         ("optimizer.betas=[0.9]", r"optimizer.betas: expected two values in \[0, 1\)"),
         ("optimizer.betas=[0.9, 1.0]", r"optimizer.betas: expected two values in \[0, 1\)"),
         ("schedule.min_factor=1.5", r"schedule.min_factor: expected a value in \[0, 1\]"),

@@ -444,6 +444,7 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
         "schedule.warmup_steps": config.schedule.warmup_steps,
         "optimizer.weight_decay": config.optimizer.weight_decay,
         "optimizer.momentum": config.optimizer.momentum,
+        "schedule.gamma": config.schedule.gamma,
     }
     for path, value in positive.items():
         if value <= 0:
@@ -460,7 +461,6 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
         "schedule.step_size": config.schedule.step_size,
         "train.num_threads": config.train.num_threads,
         "optimizer.eps": config.optimizer.eps,
-        "schedule.gamma": config.schedule.gamma,
     }
     for path, value in positive_or_unset.items():
         if value is not None and not value > 0:
