@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -69,7 +69,7 @@ class DistributedContext:
             return value
         box: list[Any] = [value]
         dist.broadcast_object_list(box, src=0)
-        return box[0]  # type: ignore[no-any-return]
+        return cast(T, box[0])
 
     def broadcast_module(self, module: nn.Module) -> None:
         """Overwrite ``module``'s parameters and buffers with rank 0's, in place."""
