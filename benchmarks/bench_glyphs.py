@@ -2,7 +2,9 @@
 the unseen characters and the wall time.
 
 Acceptance: test MAP@R >= 0.6 (model selected on the validation characters) within 10 CPU
-minutes, measured from building the data to the final metrics (the glyph images are rendered once
+minutes: the CPU time of this process (all its threads, ``time.process_time``), which other
+work on a shared machine does not inflate as it does the wall time (recorded too), measured
+from building the data to the final metrics (the glyph images are rendered once
 and cached before the clock starts; the report is not part of the run). Writes
 ``benchmarks/results/glyphs_ms.json``.
 
@@ -44,10 +46,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(args.config, [*args.set, f"output.dir={tmp}", "output.report=false"])
         create_dataset(config.data.name, "test", root=config.data.root, **config.data.options)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         trainer = Trainer(config, Path(tmp) / "run")
         metrics = trainer.fit()
         wall_s = time.perf_counter() - start
+        cpu_s = time.process_time() - cpu_start
         resolved = config_to_dict(trainer.config)
     best = metrics["best"]
     result = {
@@ -61,20 +64,21 @@ def main() -> None:
         "test_images": len(trainer.splits.test),
         "test_classes": trainer.splits.test.num_classes,
         "wall_s": wall_s,
+        "cpu_s": cpu_s,
         "train_time_s": metrics["train_time_s"],
         "images_per_s": metrics["images_per_s"],
         "metrics": {k: metrics[k] for k in ("before", "best", "final", "best_step", "selected_on")},
         "acceptance": {
             "test_map@r": best["map@r"],
             "target_map@r": MAP_R_TARGET,
-            "time_limit_s": TIME_LIMIT_S,
-            "passed": best["map@r"] >= MAP_R_TARGET and wall_s <= TIME_LIMIT_S,
+            "cpu_time_limit_s": TIME_LIMIT_S,
+            "passed": best["map@r"] >= MAP_R_TARGET and cpu_s <= TIME_LIMIT_S,
         },
     }
     path = write_result(args.name, result)
     print(
         f"test MAP@R {best['map@r']:.4f} (P@1 {best['precision@1']:.4f}) at step "
-        f"{metrics['best_step']} in {wall_s:.0f} s -> {path}"
+        f"{metrics['best_step']} in {cpu_s:.0f} CPU s ({wall_s:.0f} s wall) -> {path}"
     )
 
 
