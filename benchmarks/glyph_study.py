@@ -82,11 +82,20 @@ def run_study(
     meta: dict[str, Any] | None = None,
 ) -> Path:
     """Run every arm with every seed (arm-major), print one line per run and write
-    ``benchmarks/results/<name>.json``."""
+    ``benchmarks/results/<name>.json`` after each arm (``"complete"`` once all are done)."""
     if not arms or not seeds:
         raise ValueError("run_study: expected at least one arm and one seed")
-    results = []
-    for arm in arms:
+    payload: dict[str, Any] = {
+        "benchmark": f"zero-shot glyphs (unseen characters): {name}",
+        "seeds": list(seeds),
+        "common_overrides": list(common),
+        "torch_threads": torch.get_num_threads(),
+        **(meta or {}),
+        "complete": False,
+        "results": [],
+    }
+    results = payload["results"]
+    for i, arm in enumerate(arms):
         runs = []
         for seed in seeds:
             run = run_once(arm, seed, common)
@@ -99,15 +108,8 @@ def run_study(
             runs.append(run)
         row = {"arm": arm.name, "config": arm.config, "overrides": list(arm.overrides)}
         results.append({**row, "summary": summarise(runs), "runs": runs})
-    payload = {
-        "benchmark": f"zero-shot glyphs (unseen characters): {name}",
-        "seeds": list(seeds),
-        "common_overrides": list(common),
-        "torch_threads": torch.get_num_threads(),
-        **(meta or {}),
-        "results": results,
-    }
-    path = write_result(name, payload)
+        payload["complete"] = i == len(arms) - 1
+        path = write_result(name, payload)  # after every arm: a cut-off study keeps its arms
     print(format_table(results))
     return path
 
