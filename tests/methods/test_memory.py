@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from pytorch_metric_learning import distances as pml_distances
@@ -86,7 +88,29 @@ def test_enqueue_mask_matches_pml() -> None:
         torch.testing.assert_close(ours(x, y, enqueue_mask=mask), theirs(x, y, enqueue_mask=mask))
 
 
-@pytest.mark.parametrize("name", LOSSES.names())
+def _compares_to_references(name: str) -> bool:
+    """Losses built without class-sized state: every one but the proxy family, whose factories
+    need ``num_classes`` (they compare with their proxies, not with a memory)."""
+    param = inspect.signature(LOSSES.get(name)).parameters.get("num_classes")
+    return param is None or param.default is not inspect.Parameter.empty
+
+
+BATCH_LOSSES = [name for name in LOSSES.names() if _compares_to_references(name)]
+PROXY_LOSSES = [name for name in LOSSES.names() if not _compares_to_references(name)]
+
+
+def test_loss_families_split_as_expected() -> None:
+    assert {"ms", "contrastive", "triplet", "dro_topk", "margin"} <= set(BATCH_LOSSES)
+    assert {"proxy_anchor", "proxy_nca", "soft_triple", "normalized_softmax"} <= set(PROXY_LOSSES)
+
+
+@pytest.mark.parametrize("name", PROXY_LOSSES)
+def test_proxy_losses_are_refused_with_a_clear_error(name: str) -> None:
+    with pytest.raises(TypeError, match="ref_emb"):
+        CrossBatchMemory(create(name, num_classes=4, embedding_dim=D), D, 64)
+
+
+@pytest.mark.parametrize("name", BATCH_LOSSES)
 def test_first_call_equals_the_loss_on_the_batch(name: str) -> None:
     # with an empty queue the memory is the batch itself: the wrapped loss, miner included, must
     # give exactly what it gives on the batch (self removed by slot in one, by identity in the
