@@ -124,8 +124,14 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {
             name: _version(name)
-            for name in ("dmlkit", "torch", "numpy", "pytorch-metric-learning", "faiss-cpu",
-                         "scikit-learn")
+            for name in (
+                "dmlkit",
+                "torch",
+                "numpy",
+                "pytorch-metric-learning",
+                "faiss-cpu",
+                "scikit-learn",
+            )
         },
     }
 

@@ -217,7 +217,8 @@ def test_two_step_surrogate_resume_matches_an_uninterrupted_run(tmp_path: Path) 
     for a, b in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(
-        full.loss_fn.state_dict()["shared.loss.beta"], resumed.loss_fn.state_dict()["shared.loss.beta"]
+        full.loss_fn.state_dict()["shared.loss.beta"],
+        resumed.loss_fn.state_dict()["shared.loss.beta"],
     )
 
 

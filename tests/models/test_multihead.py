@@ -54,7 +54,7 @@ def test_frozen_batchnorm_and_single_head_unchanged() -> None:
 def test_bad_heads() -> None:
     with pytest.raises(ValueError, match="add up to embedding_dim=12"):
         create_model("small_cnn", embedding_dim=12, heads=HEADS)
-    with pytest.raises(ValueError, match="heads.shared: expected a positive dimension"):
+    with pytest.raises(ValueError, match=r"heads\.shared: expected a positive dimension"):
         create_model("small_cnn", embedding_dim=6, heads={"discriminative": 6, "shared": 0})
     with pytest.raises(ValueError, match="mapping of head names"):
         create_model("small_cnn", embedding_dim=6, heads=[6])

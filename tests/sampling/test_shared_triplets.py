@@ -37,7 +37,7 @@ def _batch(
     return x @ x.T, pos, neg, y
 
 
-def _sampler(name: str, seed: int = 0, **kwargs: object):  # noqa: ANN202
+def _sampler(name: str, seed: int = 0, **kwargs: object):
     extra = {"m": 4} if name == "surrogate" else {}
     return create_shared_sampler(
         name, generator=torch.Generator().manual_seed(seed), **extra, **kwargs
@@ -136,7 +136,7 @@ def test_fewer_than_three_classes_is_a_clear_error(name: str) -> None:
     sim, pos, neg, y = _batch(0, classes=3, m=1)  # three single items: one triplet each
     a, p, n = _sampler(name)(sim, pos, neg, 16)
     assert a.tolist() == [0, 1, 2]
-    assert all(len({int(y[i]), int(y[j]), int(y[k])}) == 3 for i, j, k in zip(a, p, n))
+    assert all(len({int(y[i]), int(y[j]), int(y[k])}) == 3 for i, j, k in zip(a, p, n, strict=True))
 
 
 def test_shared_random_with_all_unique_labels_gives_no_triplet() -> None:
@@ -245,7 +245,7 @@ def test_sampling_uses_detached_distances() -> None:
 
 
 def test_margin_loss_scores_shared_triplets_with_the_anchor_class_beta() -> None:
-    sim, pos, neg, y = _batch(0, dim=8)
+    _, _, _, y = _batch(0, dim=8)
     emb = torch.nn.functional.normalize(torch.randn(len(y), 8, dtype=torch.float64), dim=1)
     emb.requires_grad_(True)
     loss = MarginLoss(num_classes=8, triplets=_sampler("shared_neg")).double()
