@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_demo import TINY_DEMO
 from torch import Tensor, nn
 
 from dmlkit.config import load_config
@@ -223,12 +224,7 @@ def test_state_round_trip() -> None:
 
 
 TINY = [
-    "data.image_size=8",
-    "data.options.test_fraction=0.3",
-    "model.options.widths=[8, 16]",
-    "data.batch_size=40",
-    "data.m=4",
-    "model.embedding_dim=16",
+    *TINY_DEMO,
     "train.steps=12",
     "train.eval_every=2",
     "train.checkpoint_every=2",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from tiny_demo import TINY_DEMO
 from torch import Tensor, nn
 
 from dmlkit.config import ConfigError, OptimizerConfig, load_config
@@ -17,12 +18,7 @@ from dmlkit.training import Trainer, load_checkpoint
 from dmlkit.training.optim import parameter_groups
 
 TINY = [
-    "data.image_size=8",
-    "data.options.test_fraction=0.3",
-    "model.options.widths=[8, 16]",
-    "data.batch_size=40",
-    "data.m=4",
-    "model.embedding_dim=16",
+    *TINY_DEMO,
     "train.steps=4",
     "train.eval_every=2",
     "train.progress=false",

@@ -7,18 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_demo import TINY_DEMO
 
 from dmlkit.config import ConfigError, ExperimentConfig, load_config
 from dmlkit.training import BatchEnd, Callback, Trainer, load_checkpoint
 from dmlkit.training.nonfinite import NonFiniteError, nonfinite_what
 
 TINY = [
-    "data.image_size=8",
-    "data.options.test_fraction=0.3",
-    "model.options.widths=[8, 16]",
-    "data.batch_size=40",
-    "data.m=4",
-    "model.embedding_dim=16",
+    *TINY_DEMO,
     "train.steps=5",
     "train.eval_every=0",
     "train.log_every=1",
