@@ -8,6 +8,8 @@ pytorch-metric-learning (PML) in one process on the same inputs.
   embedding, and D = 512), from the previous proxies: target <= 5 s.
 
 A timed step is the loss forward and backward (gradients for the embeddings and the proxies).
+``matmul_floor_s`` times the three matrix products that any implementation of the step needs
+(similarities, and the gradients of both operands), with the same shapes.
 The two implementations are timed in alternating rounds (the machine is shared; the load moves),
 and the ratio is the ratio of the medians over all rounds. Memory: peak bytes of tensors allocated
 during one step (:func:`benchmarks.common.peak_memory_bytes`).
@@ -89,8 +91,26 @@ def _compare(
         "pml_peak_bytes": peak_memory_bytes(run_pml),
     }
     row["memory_ratio"] = row["ours_peak_bytes"] / row["pml_peak_bytes"]
+    row["matmul_floor_s"] = _matmul_floor(x, pml_proxies.numel() // x.shape[1], 2 * rounds)
+    row["ours_over_floor"] = row["ours_median_s"] / row["matmul_floor_s"]
+    row["pml_over_floor"] = row["pml_median_s"] / row["matmul_floor_s"]
     print({k: v for k, v in row.items() if not k.endswith("runs_s")}, flush=True)
     return row
+
+
+def _matmul_floor(x: torch.Tensor, rows: int, repeats: int) -> float:
+    """Median seconds of the three products every implementation needs: ``S = x Wᵀ``,
+    ``dx = G W`` and ``dW = Gᵀ x`` for ``W (rows, D)``, ``G (B, rows)``."""
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(rows, x.shape[1], generator=g)
+    grad = torch.randn(x.shape[0], rows, generator=g)
+
+    def run() -> None:
+        x @ w.T
+        grad @ w
+        grad.T @ x
+
+    return float(time_median(run, repeats=repeats, warmup=1)["median_s"])
 
 
 def _kcenter(classes: int, candidates: int, k: int, dim: int, repeats: int) -> dict[str, Any]:

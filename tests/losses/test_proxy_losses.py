@@ -52,11 +52,16 @@ REFERENCES: dict[str, tuple[dict, Callable]] = {
         {"scale": 5.0, "gamma": 0.5, "tau": 1.0, "margin": 0.2},
         lambda x, y, p, k: ref.soft_triple(x, y, p, k, 5.0, 0.5, 1.0, 0.2),
     ),
+    # gamma < 1/80: the softmax over the centres is shifted by its max (no overflow of e^(S/gamma))
+    "soft_triple_s": (
+        {"gamma": 0.01},
+        lambda x, y, p, k: ref.soft_triple(x, y, p, k, 20.0, 0.01, 0.2, 0.01),
+    ),
 }
 
 
 def _name(case: str) -> str:
-    return case.removesuffix("_excl").removesuffix("_m").removesuffix("_p")
+    return case.removesuffix("_excl").removesuffix("_m").removesuffix("_p").removesuffix("_s")
 
 
 @pytest.mark.parametrize("k", [1, 3])

@@ -179,35 +179,74 @@ class ProxyAnchorLoss(ProxyLoss):
         return f"margin={self.margin}, alpha={self.alpha}"
 
 
-class _SoftClassSimilarity(torch.autograd.Function):
-    """``s_c = γ Σ_k p_k T_kc`` with ``p = softmax_k(T)`` over dim 1 of ``T = S / γ (B, K, C)``.
+class _Workspace:
+    """Scratch tensors kept between calls: ``get(like, slot)`` returns an uninitialised tensor of
+    ``like``'s shape, dtype and device, reusing the slot's previous storage when it is large
+    enough. Only for values that do not outlive the call that fills them (on the CPU a fresh
+    matrix of tens of megabytes costs its page faults on every step)."""
 
-    Taking ``T`` (the mm of ``x̂ / γ``) saves a pass over the large matrix. The centres are the
-    middle dimension so that every elementwise step (the max-shifted exponentials included) runs
-    along the contiguous class dimension.
-    Backward ``dT_kc = p_kc (g_c (γ - s_c) + g_c γ T_kc)``: one fused multiply-add with per-class
-    coefficients and one in-place product (autograd's version keeps ``S / γ``, ``p`` and ``p S``
-    and allocates several more matrices of that size; on the CPU every fresh one costs its page
-    faults).
+    def __init__(self) -> None:
+        self.held: dict[int, Tensor] = {}
+
+    def get(self, like: Tensor, slot: int) -> Tensor:
+        held = self.held.get(slot)
+        if (
+            held is None
+            or held.numel() < like.numel()
+            or held.dtype != like.dtype
+            or held.device != like.device
+        ):
+            held = self.held[slot] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
+        return held[: like.numel()].view(like.shape)
+
+
+def _exp(scaled: Tensor, shift: Tensor | None, out: Tensor) -> Tensor:
+    """``exp(scaled - shift)`` written into ``out``."""
+    if shift is None:
+        return torch.exp(scaled, out=out)
+    return torch.sub(scaled, shift, out=out).exp_()
+
+
+class _SoftClassSimilarity(torch.autograd.Function):
+    """``s_c = γ Σ_k p_k T_kc`` with ``p = softmax_k(T)``, ``T = x' Wᵀ / γ`` viewed ``(B, K, C)``.
+
+    Inputs ``x' = x̂ / γ (B, D)`` and the unit centres ``W (K C, D)`` ordered centre-major (row
+    ``k C + c`` is centre ``k`` of class ``c``), so every elementwise step runs along the
+    contiguous class dimension. Only ``T`` (one matrix of size ``B K C``) and per-class vectors
+    are saved; ``e = exp(T - shift)`` and the product ``e T`` live in a workspace that is reused
+    across steps, and the backward recomputes ``e`` there (one pass, cheaper than a fresh matrix
+    on the CPU). The shift is 0 when ``1/γ <= 80`` (``|T| <= 1/γ`` for unit vectors, so ``e``
+    cannot overflow), else the max over the centres.
+    Backward with ``Z = Σ_k e_k``: ``dT_kc = p_kc g_c (γ T_kc + γ - s_c)``, computed as
+    ``e_kc (T_kc g_c γ / Z_c + g_c (γ - s_c) / Z_c)`` (a fused multiply-add and a product in a
+    second workspace), then ``dx' = dT W`` and ``dW = dTᵀ x'``.
     """
 
     @staticmethod
-    def forward(ctx: Any, scaled: Tensor, gamma: float) -> Tensor:
-        prob = (scaled - scaled.amax(dim=1, keepdim=True)).exp_()
-        total = prob.sum(dim=1)
-        value = (prob * scaled).sum(dim=1).div_(total).mul_(gamma)
-        prob.div_(total[:, None])
-        ctx.save_for_backward(scaled, prob, value)
-        ctx.gamma = gamma
+    def forward(
+        ctx: Any, x: Tensor, centres: Tensor, per_class: int, gamma: float, workspace: _Workspace
+    ) -> Tensor:
+        num_classes = centres.shape[0] // per_class
+        scaled = (x @ centres.T).view(x.shape[0], per_class, num_classes)
+        shift = scaled.amax(dim=1, keepdim=True) if 1.0 / gamma > 80.0 else None
+        exp = _exp(scaled, shift, workspace.get(scaled, 0))
+        total = exp.sum(dim=1)
+        value = exp.mul_(scaled).sum(dim=1).div_(total).mul_(gamma)
+        ctx.save_for_backward(x, centres, scaled, shift, total, value)
+        ctx.gamma, ctx.workspace = gamma, workspace
         return value
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        scaled, prob, value = ctx.saved_tensors
-        slope = grad * ctx.gamma
-        offset = slope - grad * value
-        out = torch.addcmul(offset[:, None, :], scaled, slope[:, None, :])
-        return out.mul_(prob), None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None, None]:
+        x, centres, scaled, shift, total, value = ctx.saved_tensors
+        slope = grad * ctx.gamma / total
+        offset = slope - grad * value / total
+        exp = _exp(scaled, shift, ctx.workspace.get(scaled, 0))
+        d_scaled = torch.addcmul(
+            offset[:, None, :], scaled, slope[:, None, :], out=ctx.workspace.get(scaled, 1)
+        )
+        d_scaled = d_scaled.mul_(exp).view(x.shape[0], -1)
+        return d_scaled @ centres, d_scaled.T @ x, None, None, None
 
 
 class SoftTripleLoss(ProxyLoss):
@@ -229,14 +268,20 @@ class SoftTripleLoss(ProxyLoss):
         self.gamma = check_positive(gamma, "gamma")
         self.tau = check_positive(tau, "tau", allow_zero=True)
         self.margin = float(margin)
+        self.workspace = _Workspace()
 
     def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
         labels = self.checked(emb, labels)
         px = self.proxies
         centres = unit_rows(px()).view(px.num_classes, px.per_class, -1).transpose(0, 1)
-        scaled = inner(unit_rows(emb) / self.gamma, centres.reshape(-1, px.dim))
-        scaled = scaled.view(-1, px.per_class, px.num_classes)  # (B, K, C): S_ick / γ
-        class_sim: Tensor = _SoftClassSimilarity.apply(scaled, self.gamma)
+        centres = centres.reshape(-1, px.dim)  # (K C, D), centre-major
+        x = unit_rows(emb)
+        dtype = torch.promote_types(x.dtype, centres.dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x, centres = x.to(dtype) / self.gamma, centres.to(dtype)
+            class_sim: Tensor = _SoftClassSimilarity.apply(
+                x, centres, px.per_class, self.gamma, self.workspace
+            )
         margin = F.one_hot(labels, px.num_classes).to(class_sim.dtype) * self.margin
         loss = F.cross_entropy(self.scale * (class_sim - margin), labels)
         if self.tau > 0 and px.per_class > 1:
