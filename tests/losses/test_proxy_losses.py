@@ -254,3 +254,33 @@ def test_float64_embeddings_with_float32_proxies_compute_in_float64(name: str) -
     assert value.dtype == torch.float64
     reference = loss.double()(x, y)
     torch.testing.assert_close(value, reference, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("gamma", [0.1, 0.01])
+def test_soft_triple_graphs_alive_together_and_retained_backward(gamma: float) -> None:
+    """SoftTriple reuses scratch memory between calls: two graphs built before either backward
+    (gradient accumulation) and a second backward through a retained graph must still give the
+    gradients of separate calls."""
+    loss = make("soft_triple", 3, gamma=gamma)
+    (x1, y1), (x2, y2) = batch(5), batch(6)
+
+    def grads(*pairs: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        xs = [x.clone().requires_grad_(True) for x, _ in pairs]
+        total = sum(loss(x, y) for x, (_, y) in zip(xs, pairs, strict=True))
+        total.backward()
+        out = [x.grad for x in xs] + [loss.proxies.weight.grad.clone()]
+        loss.proxies.weight.grad = None
+        return out
+
+    apart = [grads((x1, y1)), grads((x2, y2))]
+    together = grads((x1, y1), (x2, y2))
+    torch.testing.assert_close(together[0], apart[0][0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(together[1], apart[1][0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(together[2], apart[0][1] + apart[1][1], rtol=0, atol=1e-12)
+
+    x = x1.clone().requires_grad_(True)
+    value = loss(x, y1)
+    first = torch.autograd.grad(value, x, retain_graph=True)[0]
+    loss(x2, y2)  # another call in between uses the same scratch memory
+    second = torch.autograd.grad(value, x)[0]
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
