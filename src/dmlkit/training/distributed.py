@@ -79,6 +79,17 @@ class DistributedContext:
             for tensor in [*module.parameters(), *module.buffers()]:
                 dist.broadcast(tensor.data, src=0)
 
+    def ranks_where(self, flag: bool, device: torch.device) -> list[int]:
+        """The ranks whose ``flag`` is true, known to every rank (one all-reduce of ``W``
+        numbers on ``device``): lets all ranks take the same branch when one of them sees a
+        problem."""
+        if not self.is_distributed:
+            return [self.rank] if flag else []
+        flags = torch.zeros(self.world_size, device=device)
+        flags[self.rank] = float(flag)
+        dist.all_reduce(flags)
+        return [int(r) for r in torch.nonzero(flags).flatten().tolist()]
+
     def average_gradients(self, module: nn.Module) -> None:
         """Replace the gradients of ``module``'s parameters by their mean over ranks (one flat
         all-reduce; a parameter without gradient is left alone, as it is on every rank)."""

@@ -254,8 +254,10 @@ class Trainer:
         with autocast(self.device, self.config.train.amp):
             emb = self.train_model(images)
         emb = emb.float()
-        if not bool(torch.isfinite(emb.detach()).all()):
-            self.handle_nonfinite("model output", "stop")
+        bad = self.dist.ranks_where(not bool(torch.isfinite(emb.detach()).all()), self.device)
+        if bad:  # every rank stops together, and rank 0 writes last.pt
+            where = f" on rank {', '.join(map(str, bad))}" if self.dist.is_distributed else ""
+            self.handle_nonfinite(f"model output{where}", "stop")
         return emb
 
     def gather(self, emb: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
