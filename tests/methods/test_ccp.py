@@ -16,7 +16,7 @@ from dmlkit.config import load_config
 from dmlkit.core import lipschitz_normalize
 from dmlkit.losses import create
 from dmlkit.methods import CCPLoss, CCPRounds, greedy_k_center
-from dmlkit.methods.ccp import candidate_indices, pool_size
+from dmlkit.methods.ccp import candidate_indices, pool_size, proxy_centroid_cosine
 from dmlkit.training import BatchEnd, Callback, Trainer, load_checkpoint
 
 C, D, K = 4, 6, 2
@@ -156,6 +156,40 @@ def test_initial_proxies_are_the_k_center_picks_from_zero() -> None:
     assert all(torch.equal(callback.loss.proxies.per_class_view()[c, 0],
                            pool[c, pool[c].norm(dim=1).argmax()]) for c in range(C))  # fmt: skip
     assert callback.lam_t == 0.0 and callback.anchor is None
+
+
+def test_random_initial_proxies_are_kept_until_the_first_switch() -> None:
+    loss = CCPLoss(create("ms"), C, D, per_class=K)
+    random_init = loss.proxies.weight.detach().clone()
+    callback = CCPRounds(loss, pool=3, patience=3, initial="random")
+    trainer = StubTrainer(loss)
+    callback.on_train_start(trainer)
+    assert trainer.embedded == [] and torch.equal(loss.proxies.weight, random_init)
+    assert run_metrics(callback, trainer, [0.5, 0.4, 0.4, 0.4]) == [4]
+    assert len(trainer.embedded) == 1 and not torch.equal(loss.proxies.weight, random_init)
+    with pytest.raises(ValueError, match="initial: expected one of"):
+        CCPRounds(loss, initial="zeros")
+
+
+def test_proxy_centroid_cosine_matches_the_pairwise_loop() -> None:
+    g = torch.Generator().manual_seed(0)
+    proxies = torch.randn(6, 3, 4, generator=g) + torch.tensor([2.0, 0, 0, 0])
+    unit = torch.nn.functional.normalize(proxies.mean(dim=1), dim=1)
+    pairs = [float(unit[a] @ unit[b]) for a in range(6) for b in range(6) if a != b]
+    assert proxy_centroid_cosine(proxies) == pytest.approx(sum(pairs) / len(pairs), abs=1e-6)
+    same_direction = torch.rand(5, 2, 4, generator=g) * 0.01 + torch.tensor([1.0, 1, 0, 0])
+    assert proxy_centroid_cosine(same_direction) > 0.99
+    assert proxy_centroid_cosine(proxies[:1]) == 0.0
+
+
+def test_selecting_proxies_that_point_the_same_way_warns() -> None:
+    loss = CCPLoss(create("ms"), C, D, per_class=K)
+    trainer = StubTrainer(loss)
+    with torch.no_grad():  # every input embeds near one point: an untrained network
+        trainer.model.weight.mul_(1e-3)
+        trainer.model.bias.fill_(1.0)
+    with pytest.warns(UserWarning, match="point the same way for all classes"):
+        CCPRounds(loss, pool=3).on_train_start(trainer)
 
 
 def test_round_switches_exactly_after_patience_non_improving_evaluations() -> None:

@@ -6,7 +6,13 @@ Round ``t`` trains :class:`~dmlkit.methods.ccp_loss.CCPLoss` plus the proximal t
 
 - at the start of training the proxies are selected by greedy k-center from a candidate pool,
   starting from zero (:func:`~dmlkit.methods.kcenter.greedy_k_center`): the largest-norm candidates
-  first;
+  first (``initial="kcenter"``, the paper). This presumes a network whose embeddings already
+  separate classes (the paper fine-tunes a pretrained backbone): the embeddings of an untrained
+  network are nearly the same for every input, so all classes' proxies start at one point and
+  training collapses. ``initial="random"`` keeps the proxies' random initialisation instead
+  (k-center then runs from the first round switch on); a warning is given when the selected
+  proxies of different classes point the same way (mean cosine between the classes' proxy
+  centroids, :func:`proxy_centroid_cosine`, above 0.95);
 - at every evaluation of ``split`` the ``metric`` (validation MAP@R) is compared with the round's
   best (improvement: more than ``min_delta``); an improvement stores the network weights and the
   proxies as the round's best;
@@ -31,6 +37,7 @@ pool ``(C, b, D)`` during a switch.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +50,9 @@ from dmlkit.methods.hooks import Callback, TrainerView
 from dmlkit.methods.kcenter import greedy_k_center
 from dmlkit.methods.proximal import ProximalTerm
 from dmlkit.methods.registry import METHODS, TrainingMethod
+
+INITIAL = ("kcenter", "random")
+COLLAPSED_COSINE = 0.95
 
 
 def pool_size(b: int, per_class: int) -> int:
@@ -67,6 +77,21 @@ def candidate_indices(
     return order[starts[:, None] + offsets]
 
 
+def proxy_centroid_cosine(proxies: Tensor) -> float:
+    """Mean cosine between the centroid directions of different classes, ``proxies (C, K, D)``.
+
+    With ``u_c`` the unit centroid of class ``c`` and ``m = mean_c u_c``:
+    ``mean_{c != c'} <u_c, u_c'> = (C |m|² - 1) / (C - 1)``, O(C K D) (no ``C x C`` matrix).
+    1 when all classes' proxies point the same way; about 0 when spread. 0 for one class.
+    """
+    num_classes = proxies.shape[0]
+    if num_classes < 2:
+        return 0.0
+    centroid = torch.nn.functional.normalize(proxies.detach().float().mean(dim=1), dim=1)
+    mean = centroid.mean(dim=0)
+    return float((num_classes * mean.dot(mean) - 1.0) / (num_classes - 1))
+
+
 def _snapshot(tensors: Sequence[Tensor]) -> list[Tensor]:
     return [t.detach().clone() for t in tensors]
 
@@ -86,10 +111,13 @@ class CCPRounds(Callback):
         split: str = "val",
         metric_one_eval_late: bool = False,
         restore_best_at_switch: bool = False,
+        initial: str = "kcenter",
         seed: int = 0,
     ) -> None:
         if pool < 1 or patience < 1:
             raise ValueError(f"pool, patience: expected >= 1, got {pool}, {patience}")
+        if initial not in INITIAL:
+            raise ValueError(f"initial: expected one of {INITIAL}, got {initial!r}")
         self.loss = loss
         self.pool = pool
         self.patience = patience
@@ -100,6 +128,7 @@ class CCPRounds(Callback):
         self.split = split
         self.metric_one_eval_late = bool(metric_one_eval_late)
         self.restore_best_at_switch = bool(restore_best_at_switch)
+        self.initial = initial
         self.seed = int(seed)
         self.proximal: ProximalTerm | None = None
         self.anchor: list[Tensor] | None = None
@@ -121,8 +150,9 @@ class CCPRounds(Callback):
             self.proximal.set_anchor(self.anchor, self.lam_t)
             self.anchor = self.proximal.anchor  # one copy, on the weights' devices
         if not self.selected:
-            zeros = torch.zeros_like(self.loss.proxies.per_class_view())
-            self.select_proxies(trainer, zeros)
+            if self.initial == "kcenter":
+                zeros = torch.zeros_like(self.loss.proxies.per_class_view())
+                self.select_proxies(trainer, zeros)
             self.selected = True
 
     def on_after_backward(self, trainer: TrainerView) -> None:
@@ -177,6 +207,15 @@ class CCPRounds(Callback):
         candidates = emb.view(px.num_classes, index.shape[1], -1).to(px.weight.device)
         centers, _ = greedy_k_center(candidates, init.to(candidates), px.per_class)
         px.assign(centers)
+        cosine = proxy_centroid_cosine(centers)
+        if cosine > COLLAPSED_COSINE:
+            warnings.warn(
+                f"ccp: the proxies selected at step {trainer.step} point the same way for all "
+                f"classes (mean cosine {cosine:.3f} between class centroids): the network does "
+                f"not separate the classes yet, and training from here tends to collapse. Start "
+                f"from a pretrained network, or set method.options.initial=random",
+                stacklevel=2,
+            )
 
     def _network(self, trainer: TrainerView) -> list[nn.Parameter]:
         return [p for p in trainer.model.parameters() if p.requires_grad]
@@ -213,6 +252,7 @@ class CCPMethod(TrainingMethod):
         self.loss_options = loss_options
         self.round_options = round_options
         self.loss: CCPLoss | None = None
+        self.rounds: CCPRounds | None = None
 
     def wrap_loss(self, loss: nn.Module) -> nn.Module:
         self.loss = CCPLoss(loss, **self.loss_options)
@@ -221,7 +261,17 @@ class CCPMethod(TrainingMethod):
     def callbacks(self) -> list[Callback]:
         if self.loss is None:
             raise RuntimeError("ccp: wrap_loss must build the loss before the callbacks")
-        return [CCPRounds(self.loss, **self.round_options)]
+        self.rounds = CCPRounds(self.loss, **self.round_options)
+        return [self.rounds]
+
+    def log_fields(self) -> dict[str, float]:
+        """The round number and :func:`proxy_centroid_cosine` of the current proxies."""
+        if self.loss is None or self.rounds is None:
+            return {}
+        return {
+            "ccp_round": float(self.rounds.round),
+            "ccp_proxy_cosine": proxy_centroid_cosine(self.loss.proxies.per_class_view()),
+        }
 
 
 @METHODS.register("ccp")
@@ -242,11 +292,14 @@ def ccp(
     split: str = "val",
     metric_one_eval_late: bool = False,
     restore_best_at_switch: bool = False,
+    initial: str = "kcenter",
     proxy_lr: float | None = None,
     proxy_weight_decay: float = 0.0,
 ) -> CCPMethod:
     """CCP with the paper's CUB/Cars defaults: 8 proxies per class, pool 12, λ = 2e-4, round
-    patience 3 evaluations, loss weights 0.1 (batch) and 1.0 (proxies); see the module docstring."""
+    patience 3 evaluations, loss weights 0.1 (batch) and 1.0 (proxies), initial proxies by
+    k-center (``initial="random"``: keep the random ones until the first round switch); see the
+    module docstring."""
     loss_options = {
         "num_classes": num_classes,
         "embedding_dim": embedding_dim,
@@ -267,6 +320,7 @@ def ccp(
         "split": split,
         "metric_one_eval_late": metric_one_eval_late,
         "restore_best_at_switch": restore_best_at_switch,
+        "initial": initial,
         "seed": seed,
     }
     return CCPMethod(loss_options, round_options)
