@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from dmlkit.data.base import ON_CORRUPT, ArrayDataset, FileDataset, Transform, r
 from dmlkit.data.splits import ValClasses, check_split, select_split
 
 
-def names_of(class_keys: np.ndarray, names: Mapping[object, str] | None) -> list[str]:
+def names_of(class_keys: np.ndarray, names: Mapping[Any, str] | None) -> list[str]:
     """Class names for ``class_keys``: ``names[key]``, or ``str(key)`` without a mapping."""
     return [str(k) if names is None else names[k] for k in class_keys]
 
@@ -29,7 +30,7 @@ def file_split(
     split: str,
     allowed: Sequence[str],
     transform: Transform | None,
-    names: Mapping[object, str] | None = None,
+    names: Mapping[Any, str] | None = None,
     val_classes: ValClasses = 0,
     seed: int = 0,
     on_corrupt: str = "error",
@@ -67,7 +68,7 @@ def array_split(
     split: str,
     allowed: Sequence[str],
     transform: Transform | None,
-    names: Mapping[object, str] | None = None,
+    names: Mapping[Any, str] | None = None,
     val_classes: ValClasses = 0,
     seed: int = 0,
 ) -> ArrayDataset:

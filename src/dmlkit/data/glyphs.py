@@ -171,7 +171,7 @@ def load_glyphs(
     data = render_glyphs(num_chars, image_size, min_faces, font_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
-    np.savez(partial, **data)
+    np.savez(partial, allow_pickle=False, **data)
     os.replace(partial, path)
     return data
 

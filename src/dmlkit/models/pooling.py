@@ -59,6 +59,7 @@ class GlobalPool(nn.Module):
             return x
         if self.mode == "token":
             return x[:, 0]
+        dims: tuple[int, ...]
         if self.layout == "tokens":
             x, dims = x[:, self.num_prefix_tokens :], (1,)
         else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -60,7 +60,9 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+def _new_figure(
+    width: float, height: float, layout: Literal["constrained"] | None = "constrained"
+) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout=layout)

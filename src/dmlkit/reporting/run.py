@@ -62,7 +62,8 @@ def _finite_or_marked(value: Any) -> Any:
 
 def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The train rows and the eval rows of ``log.jsonl``, in file order."""
-    train, evals = [], []
+    train: list[dict[str, Any]] = []
+    evals: list[dict[str, Any]] = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue

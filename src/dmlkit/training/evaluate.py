@@ -51,7 +51,7 @@ def embed_dataset(
     all ranks must call it together.
     """
     context = context or DistributedContext()
-    sampler = None
+    sampler: DistributedSampler[int] | None = None
     if context.is_distributed:
         sampler = DistributedSampler(
             dataset, num_replicas=context.world_size, rank=context.rank, shuffle=False
