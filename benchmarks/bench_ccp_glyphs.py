@@ -1,123 +1,107 @@
-"""CCP on the zero-shot glyph benchmark: each of the four base losses of the paper (C1, C2,
-multi-similarity, triplet) trained with and without chance-constrained proxies, several seeds.
+"""CCP on the zero-shot glyph benchmark: each of the paper's four base losses (C1, C2,
+multi-similarity, triplet; ``configs/glyphs/ccp_<loss>.yaml``) with and without chance-constrained
+proxies, several seeds, test MAP@R and Recall@1 on the unseen characters of the checkpoint
+selected on the validation characters (:mod:`benchmarks.glyph_study`).
 
-Runs ``configs/glyphs/ccp_<loss>.yaml`` as is (CCP) and with ``method.name=none`` (the base loss
-alone); everything else (data, model, optimizer, steps, validation split) is identical. Each run
-selects its checkpoint by validation MAP@R on held-out training characters and reports that
-checkpoint's test MAP@R and P@1 on the unseen characters. The paper reports that CCP improves
-MAP@R for every loss on every dataset; this records what we see here. Writes
-``benchmarks/results/ccp_glyphs.json`` (per run, and mean / sample std per arm).
+Two regimes:
 
-    python benchmarks/bench_ccp_glyphs.py --steps 300 --eval-every 25 --seeds 0 1 2 --threads 1
+- ``scratch``: the small CNN trained from random weights, the configs' Adam 2e-3 with a cosine
+  schedule, ``--steps`` 250. Arms ``base`` (``method.name=none``), ``ccp`` (the paper: initial
+  proxies by k-center from the untrained network) and ``ccp_random`` (random initial proxies,
+  k-center from the first round switch on).
+- ``finetune``, the paper's regime of a pretrained network at a small constant learning rate:
+  for each seed the CNN is first trained with multi-similarity for ``--pretrain-steps`` (the
+  checkpoint selected on validation), then every arm starts from those weights with Adam
+  ``--finetune-lr`` constant for ``--steps`` (300). The pretraining uses the same training
+  characters (there is no separate source domain here); the test characters stay unseen.
+
+Validation every 25 steps in both, so CCP rounds can end (patience 3). One torch thread per run.
+Writes ``benchmarks/results/ccp_glyphs_<regime>.json``.
+
+    python benchmarks/bench_ccp_glyphs.py --regime scratch --arms base ccp ccp_random
+    python benchmarks/bench_ccp_glyphs.py --regime finetune --arms base ccp
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_result
+from benchmarks.glyph_study import Arm, run_study
 from dmlkit.config import load_config
-from dmlkit.methods import CCPRounds
-from dmlkit.training import Trainer
+from dmlkit.training import Trainer, load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ("c1", "c2", "ms", "triplet")
-WITHOUT_CCP = ("method.name=none", "method.options={}")
+ARMS = {
+    "base": ("method.name=none", "method.options={}"),
+    "ccp": ("method.options.initial=kcenter",),
+    "ccp_random": ("method.options.initial=random",),
+}
+EVAL_EVERY = 25
 
 
-def run_once(loss: str, ccp: bool, seed: int, common: list[str]) -> dict[str, Any]:
-    """Train one arm with ``seed``; test metrics of the checkpoint selected on validation."""
-    config_path = ROOT / "configs" / "glyphs" / f"ccp_{loss}.yaml"
-    arm = [] if ccp else list(WITHOUT_CCP)
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = [*common, *arm, f"seed={seed}", f"output.dir={tmp}", "output.report=false",
-                     "output.embeddings=false", "train.progress=false", "eval.before=false"]  # fmt: skip
-        start = time.perf_counter()
-        trainer = Trainer(load_config(config_path, overrides), Path(tmp) / "run")
-        metrics = trainer.fit()
-        wall = time.perf_counter() - start
-    rounds = [cb for cb in trainer.callbacks.callbacks if isinstance(cb, CCPRounds)]
-    row = {
-        "loss": loss,
-        "ccp": ccp,
-        "seed": seed,
-        "test_map@r": metrics["best"]["map@r"],
-        "test_precision@1": metrics["best"]["precision@1"],
-        "val_map@r": metrics["best_selection_value"],
-        "best_step": metrics["best_step"],
-        "steps": metrics["steps"],
-        "round_switch_steps": rounds[0].switch_steps if rounds else None,
-        "wall_s": wall,
-    }
-    print(row, flush=True)
-    return row
+def common_overrides(steps: int) -> list[str]:
+    return [
+        f"train.steps={steps}",
+        f"train.eval_every={EVAL_EVERY}",
+        f"train.checkpoint_every={steps}",
+        "train.num_threads=1",
+        "train.progress=false",
+        "schedule.warmup_steps=0",
+        "eval.metrics=[recall, map@r]",
+        "eval.ks=[1]",
+        "eval.before=false",
+        "output.embeddings=false",
+    ]
 
 
-def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation per (loss, ccp), and the CCP gain per loss."""
-    out = []
-    for loss in sorted({r["loss"] for r in rows}):
-        entry: dict[str, Any] = {"loss": loss}
-        for ccp in (False, True):
-            arm = [r for r in rows if r["loss"] == loss and r["ccp"] == ccp]
-            for key in ("test_map@r", "test_precision@1"):
-                values = [r[key] for r in arm]
-                label = f"{'ccp' if ccp else 'base'}_{key}"
-                entry[f"{label}_mean"] = statistics.fmean(values) if values else None
-                entry[f"{label}_std"] = statistics.stdev(values) if len(values) > 1 else None
-        if entry["ccp_test_map@r_mean"] is not None and entry["base_test_map@r_mean"] is not None:
-            entry["ccp_gain_map@r"] = entry["ccp_test_map@r_mean"] - entry["base_test_map@r_mean"]
-        out.append(entry)
-    return out
+def pretrain(seed: int, steps: int, out_dir: Path) -> Path:
+    """Train ``configs/glyphs/ms.yaml`` for ``steps`` with ``seed``; save the weights of the
+    checkpoint selected on validation to ``out_dir/pretrained_seed<seed>.pt``."""
+    path = out_dir / f"pretrained_seed{seed}.pt"
+    overrides = [*common_overrides(steps), f"seed={seed}", f"output.dir={out_dir}",
+                 "output.report=false", f"train.eval_every={max(steps // 4, 1)}"]  # fmt: skip
+    config = load_config(Path(__file__).resolve().parents[1] / "configs/glyphs/ms.yaml", overrides)
+    run_dir = out_dir / f"pretrain_seed{seed}"
+    Trainer(config, run_dir).fit()
+    torch.save(load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"], path)
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--eval-every", type=int, default=25)
+    parser.add_argument("--regime", choices=["scratch", "finetune"], required=True)
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=["base", "ccp"])
+    parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
-    parser.add_argument(
-        "--arms",
-        nargs="+",
-        default=["base", "ccp"],
-        choices=["base", "ccp"],
-        help="train the base loss alone, with CCP, or both",
-    )
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--name", default="ccp_glyphs", help="result file name (without .json)")
+    parser.add_argument("--steps", type=int, help="default: 250 (scratch), 300 (finetune)")
+    parser.add_argument("--pretrain-steps", type=int, default=300)
+    parser.add_argument("--finetune-lr", type=float, default=2e-4)
+    parser.add_argument("--name", help="result name (default: ccp_glyphs_<regime>)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    common = [f"train.steps={args.steps}", f"train.eval_every={args.eval_every}",
-              f"train.checkpoint_every={args.steps}", f"train.num_threads={args.threads}",
-              "schedule.warmup_steps=0", "eval.metrics=[precision@1, map@r]", "eval.ks=[1]",
-              *args.set]  # fmt: skip
-    rows = []
-    start = time.perf_counter()
-    for seed in args.seeds:
-        for loss in args.losses:
-            for arm in args.arms:
-                rows.append(run_once(loss, arm == "ccp", seed, common))
-    payload = {
-        "benchmark": "zero-shot glyphs, four base losses with and without CCP",
-        "overrides": common,
-        "seeds": args.seeds,
-        "summary": summary(rows),
-        "runs": rows,
-        "wall_s": time.perf_counter() - start,
-    }
-    print(f"wrote {write_result(args.name, payload)}")
+    torch.set_num_threads(1)
+    steps = args.steps or (250 if args.regime == "scratch" else 300)
+    common = common_overrides(steps)
+    meta: dict[str, object] = {"regime": args.regime}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.regime == "finetune":
+            for seed in args.seeds:
+                pretrain(seed, args.pretrain_steps, Path(tmp))
+            common += [f"model.pretrained={tmp}/pretrained_seed{{seed}}.pt",
+                       f"optimizer.lr={args.finetune_lr}", "schedule.name=constant"]  # fmt: skip
+            meta |= {"pretrain": {"config": "configs/glyphs/ms.yaml", "steps": args.pretrain_steps}}
+        arms = [
+            Arm(f"{loss}_{arm}", f"configs/glyphs/ccp_{loss}.yaml", ARMS[arm])
+            for loss in args.losses
+            for arm in args.arms
+        ]
+        run_study(args.name or f"ccp_glyphs_{args.regime}", arms, args.seeds, common, meta)
 
 
 if __name__ == "__main__":

@@ -46,9 +46,11 @@ class Arm:
 
 
 def run_once(arm: Arm, seed: int, common: Sequence[str]) -> dict[str, Any]:
-    """Train ``arm`` with ``seed``; the selected step's test metrics and the training time."""
+    """Train ``arm`` with ``seed``; the selected step's test metrics and the training time.
+    ``{seed}`` in an override is replaced by the seed (per-seed weights files, for example)."""
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = [*common, *arm.overrides, f"seed={seed}", f"output.dir={tmp}"]
+        given = [o.replace("{seed}", str(seed)) for o in (*common, *arm.overrides)]
+        overrides = [*given, f"seed={seed}", f"output.dir={tmp}"]
         config = load_config(ROOT / arm.config, [*overrides, "output.report=false"])
         start = time.perf_counter()
         metrics = Trainer(config, Path(tmp) / "run").fit()
