@@ -46,7 +46,8 @@ class Arm:
 
 
 def run_once(arm: Arm, seed: int, common: Sequence[str]) -> dict[str, Any]:
-    """Train ``arm`` with ``seed``; the selected step's test metrics and the training time.
+    """Train ``arm`` with ``seed``; the selected step's test metrics (those of :data:`REPORTED`,
+    also of a method's further views, ``view/metric``) and the training time.
     ``{seed}`` in an override is replaced by the seed (per-seed weights files, for example)."""
     with tempfile.TemporaryDirectory() as tmp:
         given = [o.replace("{seed}", str(seed)) for o in (*common, *arm.overrides)]
@@ -62,7 +63,7 @@ def run_once(arm: Arm, seed: int, common: Sequence[str]) -> dict[str, Any]:
         "train_time_s": metrics["train_time_s"],
         "best_step": metrics["best_step"],
         "selected_on": metrics["selected_on"],
-        "test": {k: best[k] for k in REPORTED if k in best},
+        "test": {k: v for k, v in best.items() if k.rsplit("/", 1)[-1] in REPORTED},
     }
 
 
