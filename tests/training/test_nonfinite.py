@@ -11,6 +11,7 @@ from tiny_demo import TINY_DEMO
 
 from dmlkit.config import ConfigError, ExperimentConfig, load_config
 from dmlkit.training import BatchEnd, Callback, Trainer, load_checkpoint
+from dmlkit.training.distributed import DistributedContext
 from dmlkit.training.nonfinite import NonFiniteError, nonfinite_what
 
 TINY = [
@@ -109,6 +110,24 @@ def test_nan_embeddings_stop_under_either_policy(tmp_path: Path) -> None:
     ):
         trainer.fit()
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
+
+
+def test_a_non_finite_output_on_another_rank_stops_this_one_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trainer stops on the flag of any rank (``ranks_where``), not only on its own output:
+    here the local output stays finite and another rank reports a NaN at step 3."""
+    trainer = Trainer(tiny(tmp_path), tmp_path / "run")
+    original = DistributedContext.ranks_where
+
+    def ranks_where(self: DistributedContext, flag: bool, device: torch.device) -> list[int]:
+        assert not flag  # the local output is finite
+        return [1] if trainer.step == 2 else original(self, flag, device)
+
+    monkeypatch.setattr(DistributedContext, "ranks_where", ranks_where)
+    with pytest.raises(NonFiniteError, match=r"non-finite model output at step 3"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
 
 
 def test_nonfinite_what() -> None:
