@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.glyph_study import Arm, run_study
+from benchmarks.glyph_study import Arm, budget, run_study
 from dmlkit.config import load_config
 from dmlkit.training import Trainer, load_checkpoint
 
@@ -46,27 +46,12 @@ ARMS = {
 EVAL_EVERY = 25
 
 
-def common_overrides(steps: int) -> list[str]:
-    return [
-        f"train.steps={steps}",
-        f"train.eval_every={EVAL_EVERY}",
-        f"train.checkpoint_every={steps}",
-        "train.num_threads=1",
-        "train.progress=false",
-        "schedule.warmup_steps=0",
-        "eval.metrics=[recall, map@r]",
-        "eval.ks=[1]",
-        "eval.before=false",
-        "output.embeddings=false",
-    ]
-
-
 def pretrain(seed: int, steps: int, out_dir: Path) -> Path:
     """Train ``configs/glyphs/ms.yaml`` for ``steps`` with ``seed``; save the weights of the
     checkpoint selected on validation to ``out_dir/pretrained_seed<seed>.pt``."""
     path = out_dir / f"pretrained_seed{seed}.pt"
-    overrides = [*common_overrides(steps), f"seed={seed}", f"output.dir={out_dir}",
-                 "output.report=false", f"train.eval_every={max(steps // 4, 1)}"]  # fmt: skip
+    overrides = [*budget(steps, max(steps // 4, 1), steps, 0), f"seed={seed}",
+                 f"output.dir={out_dir}", "output.report=false"]  # fmt: skip
     config = load_config(Path(__file__).resolve().parents[1] / "configs/glyphs/ms.yaml", overrides)
     run_dir = out_dir / f"pretrain_seed{seed}"
     Trainer(config, run_dir).fit()
@@ -87,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = args.steps or (250 if args.regime == "scratch" else 300)
-    common = common_overrides(steps)
+    common = budget(steps, EVAL_EVERY, steps, 0)
     meta: dict[str, object] = {"regime": args.regime}
     with tempfile.TemporaryDirectory() as tmp:
         if args.regime == "finetune":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.glyph_study import Arm, run_study
+from benchmarks.glyph_study import Arm, budget, run_study
 
 ACCURACY_ARMS = ("dro_topk", "dro_kl", "dro_topk_pn", "ms", "contrastive")
 IMBALANCE_BATCHES = (80, 320)
@@ -34,22 +34,11 @@ TEMPERATURES = (0.03, 0.3, 1.0)
 M = 5
 
 
-def budget(steps: int) -> list[str]:
-    """Overrides shared by every run: the step budget, validation three times, one thread,
-    retrieval metrics only, nothing written beyond the metrics."""
+def dro_budget(steps: int) -> list[str]:
+    """The DRO studies' budget: validation (and a checkpoint) three times, warm-up over the
+    first fifth of the steps (at most 100)."""
     every = max(steps // 3, 1)
-    return [
-        f"train.steps={steps}",
-        f"train.eval_every={every}",
-        f"train.checkpoint_every={every}",
-        f"schedule.warmup_steps={min(100, steps // 5)}",
-        "train.num_threads=1",
-        "train.progress=false",
-        "eval.metrics=[recall, map@r]",
-        "eval.ks=[1]",
-        "eval.before=false",
-        "output.embeddings=false",
-    ]
+    return budget(steps, every, every, min(100, steps // 5))
 
 
 def imbalance_arms() -> list[Arm]:
@@ -79,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
-    common = budget(args.steps)
+    common = dro_budget(args.steps)
     meta = {"steps": args.steps}
     if "accuracy" in args.study:
         arms = [Arm(name, f"configs/glyphs/{name}.yaml") for name in ACCURACY_ARMS]

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.glyph_study import Arm, run_study
+from benchmarks.glyph_study import Arm, budget, run_study
 
 MARGIN, SHARING = "configs/glyphs/margin.yaml", "configs/glyphs/sharing.yaml"
 CONCAT = "method.options.report=[concat]"
@@ -44,22 +44,6 @@ VARIANTS = {
 DEFAULT_VARIANTS = ["margin", "shared_random", "shared_neg", "shared_full", "surrogate_two_step"]
 
 
-def budget(steps: int) -> list[str]:
-    """The common budget: ``steps`` iterations, one evaluation at the end, one thread."""
-    return [
-        f"train.steps={steps}",
-        f"train.eval_every={steps}",
-        f"train.checkpoint_every={steps}",
-        f"schedule.warmup_steps={max(steps // 10, 1)}",
-        "train.num_threads=1",
-        "train.progress=false",
-        "eval.metrics=[recall, map@r]",
-        "eval.ks=[1]",
-        "eval.before=false",
-        "output.embeddings=false",
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -75,7 +59,9 @@ def main() -> None:
         "values), not tuned for glyphs."
     )
     arms = [VARIANTS[v] for v in args.variants]
-    run_study(args.name, arms, args.seeds, budget(args.steps), {"note": note})
+    # one evaluation (and checkpoint) at the end, warm-up over the first tenth
+    common = budget(args.steps, args.steps, args.steps, max(args.steps // 10, 1))
+    run_study(args.name, arms, args.seeds, common, {"note": note})
 
 
 if __name__ == "__main__":

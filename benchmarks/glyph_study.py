@@ -36,6 +36,24 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORTED = ("map@r", "precision@1", "recall@1", "r_precision", "nmi")
 
 
+def budget(steps: int, eval_every: int, checkpoint_every: int, warmup_steps: int) -> list[str]:
+    """Overrides of a study's runs: the step budget, validation and checkpoint intervals, the
+    warm-up, one torch thread, retrieval metrics (Recall@1, MAP@R) only, no progress bar, no
+    evaluation before training, no embeddings written."""
+    return [
+        f"train.steps={steps}",
+        f"train.eval_every={eval_every}",
+        f"train.checkpoint_every={checkpoint_every}",
+        f"schedule.warmup_steps={warmup_steps}",
+        "train.num_threads=1",
+        "train.progress=false",
+        "eval.metrics=[recall, map@r]",
+        "eval.ks=[1]",
+        "eval.before=false",
+        "output.embeddings=false",
+    ]
+
+
 @dataclass(frozen=True)
 class Arm:
     """One compared setting: ``config`` (path) with ``overrides`` (``a.b=c`` strings)."""
