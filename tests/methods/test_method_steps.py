@@ -89,4 +89,6 @@ def test_default_iteration_is_one_optimizer_step(tmp_path: Path) -> None:
     trainer.close()
     assert loss.ndim == 0 and emb.shape == (40, 16) and not emb.requires_grad
     assert trainer.scheduler.last_epoch == 1
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)
+    )
