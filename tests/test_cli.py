@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import dmlkit.report
-from dmlkit.cli import ZERO_SHOT_HINT, main
+from dmlkit.cli import main
+from dmlkit.commands.train import ZERO_SHOT_HINT
 
 FAST = [
     "--set", "train.steps=8",

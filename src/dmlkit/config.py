@@ -153,6 +153,8 @@ class TrainConfig:
     ``nonfinite``: what a step with a NaN/inf loss or gradient does: ``stop`` (write ``last.pt``
     and raise, naming the step and the batch items) or ``skip`` (drop its update, count it in
     metrics.json's ``nonfinite_skipped``, log it and warn).
+    ``dist_timeout``: seconds a process of a ``torchrun`` run waits in a collective for the
+    others; a dead or hung peer ends every process with an error after this long.
     """
 
     steps: int = 1000
@@ -166,6 +168,7 @@ class TrainConfig:
     nonfinite: str = "stop"
     progress: bool = True
     num_threads: int | None = None
+    dist_timeout: float = 300.0
 
 
 @dataclass
@@ -436,6 +439,7 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
         "eval.batch_size": config.eval.batch_size,
         "model.embedding_dim": config.model.embedding_dim,
         "optimizer.lr": config.optimizer.lr,
+        "train.dist_timeout": config.train.dist_timeout,
     }
     non_negative = {
         "data.num_workers": config.data.num_workers,

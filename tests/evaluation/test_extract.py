@@ -21,14 +21,14 @@ def test_concatenates_in_order_in_eval_mode_and_restores_the_mode(
         (torch.randn(5, 4), torch.arange(5)),
         (torch.randn(2, 4), torch.tensor([7, 8]), "extra item"),
     ]
-    emb, labels = extract_embeddings(model, data, progress=True)
+    emb, labels = extract_embeddings(model, data, progress="embedding test")
     assert emb.shape == (7, 3) and emb.dtype == torch.float32 and not emb.requires_grad
     assert labels.dtype == torch.int64 and labels.tolist() == [0, 1, 2, 3, 4, 7, 8]
     assert model.training  # train mode restored
     model.eval()
     expected = torch.cat([model(data[0][0]), model(data[1][0])])
     torch.testing.assert_close(emb, expected)  # eval mode: BN running stats, no dropout
-    assert "2/2 batches" in capsys.readouterr().err
+    assert "embedding test 2/2 batches" in capsys.readouterr().err
     model.eval()
     extract_embeddings(model, data)
     assert not model.training  # eval mode kept

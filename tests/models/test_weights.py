@@ -11,8 +11,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from dmlkit.core.serialization import write_state
 from dmlkit.models import create_model, read_state_dict
 from dmlkit.models.bninception import CAFFE_UNITS
+from dmlkit.training.checkpoint import save_checkpoint
 
 
 def _equal_states(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -52,6 +54,25 @@ def test_whole_model_state_round_trips_with_wrapper_prefixes(tmp_path: Path) -> 
     _equal_states(model, source)
     x = torch.randn(3, 1, 8, 8)
     assert torch.equal(model(x), source(x))
+
+
+def test_a_dmlkit_training_checkpoint_is_a_pretrained_file(tmp_path: Path) -> None:
+    source = _trained_small_cnn().eval()
+    path = save_checkpoint(
+        {"kind": "best", "step": 3, "config": {"model": {"name": "small_cnn"}},
+         "model": source.state_dict(), "loss": {}},
+        tmp_path / "best.pt",
+    )  # fmt: skip
+    model = create_model("small_cnn", embedding_dim=8, head_bn=True, pretrained=path).eval()
+    _equal_states(model, source)
+    write_state({"rows": torch.zeros(2)}, tmp_path / "index.pt", kind="index")
+    with pytest.raises(ValueError, match=r"index.pt: a dmlkit 'index' file without model weights"):
+        read_state_dict(tmp_path / "index.pt")
+    box = torch.load(path, weights_only=True)
+    box["state"]["model"]["head.linear.weight"][0, 0] += 1.0
+    torch.save(box, path)
+    with pytest.raises(ValueError, match=r"pretrained: .*best.pt: checksum mismatch"):
+        read_state_dict(path)
 
 
 def test_safetensors_file(tmp_path: Path) -> None:
@@ -128,14 +149,18 @@ def test_mismatches_are_listed_before_anything_changes(tmp_path: Path) -> None:
 def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="never downloaded"):
         create_model("small_cnn", pretrained=tmp_path / "none.pt")
-    dmlkit_ckpt = tmp_path / "last.pt"
-    dmlkit_ckpt.write_bytes(b"DMLKIT-CHECKPOINT 1\nsha256 0\nbytes 0\n")
-    with pytest.raises(ValueError, match="dmlkit training checkpoint"):
-        read_state_dict(dmlkit_ckpt)
+    old_ckpt = tmp_path / "last.pt"
+    old_ckpt.write_bytes(b"DMLKIT-CHECKPOINT 1\nsha256 0\nbytes 0\n")
+    with pytest.raises(ValueError, match=r"pretrained: .*last.pt: a checkpoint of the old format"):
+        read_state_dict(old_ckpt)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match=r"cannot read .* as a torch state dict"):
+    with pytest.raises(ValueError, match=r"pretrained: .*garbage.pt: not a torch.save file"):
         read_state_dict(garbage)
+    bad_safetensors = tmp_path / "w.safetensors"
+    bad_safetensors.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    with pytest.raises(ValueError, match=r"w.safetensors is not a valid .safetensors file"):
+        read_state_dict(bad_safetensors)
     not_state = tmp_path / "list.pt"
     torch.save({"epoch": 1, "weights": [1, 2]}, not_state)
     with pytest.raises(ValueError, match=r"holds no state dict .* keys \['epoch', 'weights'\]"):

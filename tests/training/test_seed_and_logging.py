@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from dmlkit.training.logging import Progress, RunLogger
+from dmlkit.core.progress import Progress
+from dmlkit.training.logging import RunLogger
 from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
 
 

@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
-
-def _progress(done: int, total: int | None, start: float) -> None:
-    rate = done / max(time.perf_counter() - start, 1e-9)
-    of = f"/{total}" if total else ""
-    sys.stderr.write(f"\rembedding {done}{of} batches ({rate:.1f} batch/s)")
-    sys.stderr.flush()
+from dmlkit.core.progress import Progress
 
 
 def extract_embeddings(
     model: nn.Module,
     loader: Iterable,
     device: torch.device | str | None = None,
-    progress: bool = False,
+    progress: str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Embed every batch ``(images, labels, ...)`` of ``loader`` (extra items are ignored).
 
     Returns ``(emb (N, D) float32, labels (N,) int64)`` on the CPU, in loader order. The model
     runs in eval mode under ``torch.no_grad`` and gets its previous train/eval mode back
     afterwards. ``device``: where the images go (default: the device of the model's first
-    parameter, else the CPU). ``progress``: a batch counter with the rate on stderr. Memory: the
-    embeddings, O(N D).
+    parameter, else the CPU). ``progress``: a label (for example ``"embedding test"``) for a
+    batch counter with the rate on stderr; ``None``: silent. Memory: the embeddings, O(N D).
     """
     if device is None:
         first = next(model.parameters(), None)
@@ -39,6 +33,7 @@ def extract_embeddings(
     embeddings, labels = [], []
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     start = time.perf_counter()
+    display = Progress(total, progress is not None, label=progress or "", unit="batches")
     try:
         with torch.no_grad():
             for step, batch in enumerate(loader, 1):
@@ -50,12 +45,11 @@ def extract_embeddings(
                 out = model(images.to(device))
                 embeddings.append(out.float().cpu())
                 labels.append(torch.as_tensor(targets).long().cpu())
-                if progress:
-                    _progress(step, total, start)
+                rate = step / max(time.perf_counter() - start, 1e-9)
+                display.update(step, {"batch/s": rate})
     finally:
         model.train(was_training)
-        if progress:
-            sys.stderr.write("\n")
+        display.close()
     if not embeddings:
         raise ValueError("loader: expected at least one batch, got none")
     return torch.cat(embeddings), torch.cat(labels)

@@ -4,7 +4,8 @@ Nothing is ever downloaded: ``pretrained`` is the path of a file on disk, either
 
 - a ``torch.save`` file (read with ``weights_only=True``, so it cannot run code) holding a state
   dict, or a checkpoint dict holding one under ``state_dict``, ``model``, ``model_state_dict``,
-  ``module`` or ``net``; or
+  ``module`` or ``net``;
+- a dmlkit training checkpoint (``best.pt``, ``last.pt``; verified, its ``model`` state); or
 - a ``.safetensors`` file.
 
 The prefixes that wrappers add to every key (``module.`` from DataParallel/DDP, ``_orig_mod.``
@@ -16,16 +17,20 @@ them, before any weight is changed.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
+
+from dmlkit.core.serialization import (
+    CheckpointError,
+    is_state_file,
+    load_archive,
+    verify_state_file,
+)
 
 STATE_KEYS = ("state_dict", "model", "model_state_dict", "module", "net")
 COMMON_PREFIXES = ("module.", "_orig_mod.", "model.")
-TRAINING_CHECKPOINT_MAGIC = b"DMLKIT-CHECKPOINT"
 SHOWN = 8
 
 
@@ -47,6 +52,21 @@ def strip_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         out = {k[len(prefix) :]: v for k, v in out.items()}
 
 
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    """The tensors of a ``.safetensors`` file; ``ValueError`` when it does not parse."""
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise ImportError(
+            f"pretrained: reading {path} needs safetensors: pip install safetensors"
+        ) from err
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"pretrained: {path} is not a valid .safetensors file ({err})") from None
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """The state dict stored at ``path`` (module docstring), wrapper prefixes stripped."""
     path = Path(path)
@@ -55,27 +75,17 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             f"pretrained: no weights file at {path} (weights are never downloaded)"
         )
     if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as err:
-            raise ImportError(
-                f"pretrained: reading {path} needs safetensors: pip install safetensors"
-            ) from err
-        obj: object = load_file(str(path))
+        obj: object = _read_safetensors(path)
     else:
-        with open(path, "rb") as f:
-            if f.read(len(TRAINING_CHECKPOINT_MAGIC)) == TRAINING_CHECKPOINT_MAGIC:
-                raise ValueError(
-                    f"pretrained: {path} is a dmlkit training checkpoint; save its model state "
-                    "first: torch.save(dmlkit.training.load_checkpoint(path)['model'], 'w.pt')"
-                )
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(
-                f"pretrained: cannot read {path} as a torch state dict: {first}"
-            ) from err
+            obj = load_archive(path.read_bytes(), str(path))
+            if is_state_file(obj):
+                kind, state = verify_state_file(obj, str(path))
+                if kind != "checkpoint" or not isinstance(state, dict) or "model" not in state:
+                    raise CheckpointError(f"{path}: a dmlkit {kind!r} file without model weights")
+                obj = state["model"]
+        except CheckpointError as err:
+            raise ValueError(f"pretrained: {err}") from None
     if not _is_state(obj):
         nested = [k for k in STATE_KEYS if isinstance(obj, Mapping) and _is_state(obj.get(k))]
         if not nested:

@@ -5,7 +5,13 @@
 """
 
 from dmlkit.training.callbacks import BatchEnd, Callback, CallbackList
-from dmlkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dmlkit.training.checkpoint import (
+    CheckpointError,
+    convert_legacy,
+    load_checkpoint,
+    save_checkpoint,
+)
+from dmlkit.training.interrupt import TrainingInterrupted
 from dmlkit.training.rundir import latest_run_dir, new_run_dir
 from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
 from dmlkit.training.summary import metrics_table
@@ -17,7 +23,9 @@ __all__ = [
     "CallbackList",
     "CheckpointError",
     "Trainer",
+    "TrainingInterrupted",
     "capture_rng_state",
+    "convert_legacy",
     "latest_run_dir",
     "load_checkpoint",
     "metrics_table",

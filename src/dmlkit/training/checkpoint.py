@@ -1,128 +1,135 @@
-"""Atomic, checksummed checkpoints and loading with fallback to the previous one.
+"""Training checkpoints: data-only state files (:mod:`dmlkit.core.serialization`) of kind
+``"checkpoint"``, with the previous file kept as ``<name>.prev``.
 
-File format: a three-line text header followed by the payload, ``torch.save`` bytes of the state::
+A checkpoint holds tensors and plain values only (model, loss, optimizer, scheduler and scaler
+states, the config as a dict, the sampler position, the RNG states as tensors and tuples), so it is
+opened with ``torch.load(path, weights_only=True)`` and can never run code. In plain PyTorch::
 
-    DMLKIT-CHECKPOINT 1
-    sha256 <64 hex digits of the payload>
-    bytes <payload length>
-    <payload>
+    state = torch.load("runs/demo-.../checkpoints/best.pt", map_location="cpu",
+                       weights_only=True)["state"]
+    model.load_state_dict(state["model"])           # state["config"] is the run's config
 
-:func:`save_checkpoint` writes the file beside its destination under a temporary name, flushes and
-fsyncs it, keeps the current file as ``<name>.prev`` and moves the new one into place with
-``os.replace`` (atomic on POSIX), then fsyncs the folder. A crash at any point leaves the old file
-or the new one, never a torn one. :func:`load_checkpoint` verifies length and checksum; with
-``fallback=True`` a damaged or missing file makes it warn and load ``<name>.prev``.
-Memory: the payload is held once in memory while writing and reading.
+:func:`load_checkpoint` never substitutes one file for another unless asked: with
+``fallback=True`` (what ``--resume`` uses) a damaged ``last.pt`` makes it print a one-line notice
+and load ``last.pt.prev``; without it, a damaged file is an error that names the ``.prev`` file
+the user may pass instead. Checkpoints of the old pickle format (dmlkit 0.1) are refused;
+:func:`convert_legacy` (``dmlkit convert OLD NEW``) rewrites one in the current format, reading it
+with PyTorch's restricted unpickler (numpy arrays of the RNG state allowed), so that conversion
+runs no code either.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
-import warnings
+import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-MAGIC = b"DMLKIT-CHECKPOINT 1\n"
+from dmlkit.core.serialization import (
+    LEGACY_MAGIC,
+    CheckpointError,
+    previous_path,
+    read_state,
+    write_state,
+)
+from dmlkit.training.seed import rng_state_from_legacy
 
+KIND = "checkpoint"
+# What the numpy arrays of an old checkpoint's RNG state unpickle through, under the names numpy 2
+# and numpy 1 write.
+_reconstruct = np._core.multiarray._reconstruct
+LEGACY_NUMPY_GLOBALS: list[Any] = [
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),
+    (_reconstruct, "numpy._core.multiarray._reconstruct"),
+    (_reconstruct, "numpy.core.multiarray._reconstruct"),
+]
 
-class CheckpointError(ValueError):
-    """A checkpoint file that is truncated, corrupt or not a dmlkit checkpoint."""
-
-
-def previous_path(path: Path) -> Path:
-    """Where the checkpoint that ``path`` replaced is kept."""
-    return path.with_name(path.name + ".prev")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def encode(state: dict[str, Any]) -> bytes:
-    """Header + ``torch.save`` payload of ``state`` (module docstring)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getvalue()
-    digest = hashlib.sha256(payload).hexdigest()
-    return MAGIC + f"sha256 {digest}\nbytes {len(payload)}\n".encode() + payload
-
-
-def decode(data: bytes, origin: str) -> dict[str, Any]:
-    """The state in ``data``; :class:`CheckpointError` naming ``origin`` when it does not verify."""
-    if not data.startswith(MAGIC):
-        raise CheckpointError(f"{origin}: not a dmlkit checkpoint (missing header)")
-    lines = data[len(MAGIC) :].split(b"\n", 2)
-    if len(lines) < 3 or not lines[0].startswith(b"sha256 ") or not lines[1].startswith(b"bytes "):
-        raise CheckpointError(f"{origin}: truncated or malformed header")
-    digest = lines[0][len(b"sha256 ") :].decode(errors="replace")
-    try:
-        size = int(lines[1][len(b"bytes ") :])
-    except ValueError:
-        raise CheckpointError(f"{origin}: malformed payload length in the header") from None
-    payload = lines[2]
-    if len(payload) != size:
-        raise CheckpointError(
-            f"{origin}: truncated, the header announces {size} payload bytes, found {len(payload)}"
-        )
-    if hashlib.sha256(payload).hexdigest() != digest:
-        raise CheckpointError(f"{origin}: checksum mismatch, the file is corrupt")
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+__all__ = ["CheckpointError", "convert_legacy", "load_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path, keep_previous: bool = True) -> Path:
-    """Write ``state`` to ``path`` atomically (module docstring); returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = encode(state)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return path
+    """Write ``state`` to ``path`` atomically, the replaced file kept as ``<path>.prev``."""
+    return write_state(state, path, KIND, keep_previous=keep_previous)
 
 
-def load_checkpoint(path: str | Path, fallback: bool = True) -> dict[str, Any]:
+def _read(path: Path) -> dict[str, Any]:
+    kind, state = read_state(path)
+    if kind != KIND or not isinstance(state, dict):
+        raise CheckpointError(f"{path}: a dmlkit {kind!r} file, not a training checkpoint")
+    return state
+
+
+def load_checkpoint(path: str | Path, fallback: bool = False) -> dict[str, Any]:
     """The verified state saved at ``path``.
 
-    With ``fallback``, a missing or damaged ``path`` is reported with a warning and
-    ``<path>.prev`` is loaded instead; when neither verifies, :class:`CheckpointError` (or
-    ``FileNotFoundError`` when neither exists) lists both problems.
+    Without ``fallback`` a missing or damaged ``path`` raises (``FileNotFoundError`` or
+    :class:`CheckpointError`), naming ``<path>.prev`` when that file exists. With ``fallback`` a
+    damaged or missing ``path`` is reported in one line on stderr and ``<path>.prev`` is loaded;
+    when neither verifies, the error lists both problems.
     """
     path = Path(path)
-    candidates = [path, previous_path(path)] if fallback else [path]
-    problems = []
-    for candidate in candidates:
-        try:
-            state = decode(candidate.read_bytes(), str(candidate))
-        except FileNotFoundError:
-            problems.append(f"{candidate}: not found")
-            continue
-        except CheckpointError as err:
-            problems.append(str(err))
-            continue
-        if problems:
-            warnings.warn(
-                f"checkpoint {path} is unusable ({problems[0]}); loaded the previous one, "
-                f"{candidate}",
-                stacklevel=2,
-            )
-        return state
-    if all(p.endswith("not found") for p in problems):
-        raise FileNotFoundError("no checkpoint: " + "; ".join(problems))
-    raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
+    previous = previous_path(path)
+    try:
+        return _read(path)
+    except (FileNotFoundError, CheckpointError) as err:
+        first = err
+    if not fallback:
+        kind = "no checkpoint" if isinstance(first, FileNotFoundError) else "unusable checkpoint"
+        hint = (
+            f"; the checkpoint it replaced is {previous} (pass that file to use it)"
+            if previous.is_file()
+            else ""
+        )
+        raise type(first)(f"{kind}: {first}{hint}") from None
+    try:
+        state = _read(previous)
+    except (FileNotFoundError, CheckpointError) as err:
+        if isinstance(first, FileNotFoundError) and isinstance(err, FileNotFoundError):
+            raise FileNotFoundError(f"no checkpoint: {first}; {err}") from None
+        raise CheckpointError(f"no usable checkpoint: {first}; {err}") from None
+    print(f"dmlkit: notice: {first}; resuming from the previous one, {previous}", file=sys.stderr)
+    return state
+
+
+def _legacy_payload(data: bytes, origin: str) -> bytes:
+    """The verified ``torch.save`` payload of an old-format file (three-line header)."""
+    lines = data[len(LEGACY_MAGIC) :].split(b"\n", 2)
+    if len(lines) < 3 or not lines[0].startswith(b"sha256 ") or not lines[1].startswith(b"bytes "):
+        raise CheckpointError(f"{origin}: truncated or malformed header")
+    payload = lines[2]
+    if str(len(payload)).encode() != lines[1][len(b"bytes ") :].strip():
+        raise CheckpointError(f"{origin}: truncated (payload length differs from the header)")
+    if hashlib.sha256(payload).hexdigest().encode() != lines[0][len(b"sha256 ") :].strip():
+        raise CheckpointError(f"{origin}: checksum mismatch, the file is corrupt")
+    return payload
+
+
+def convert_legacy(old: str | Path, new: str | Path) -> Path:
+    """Rewrite the old-format checkpoint ``old`` (dmlkit 0.1) as a data-only checkpoint ``new``
+    (module docstring); returns ``new``."""
+    old, new = Path(old), Path(new)
+    data = old.read_bytes()
+    if not data.startswith(LEGACY_MAGIC):
+        raise CheckpointError(f"{old}: not a checkpoint of the old format (dmlkit 0.1)")
+    if new.resolve() == old.resolve():
+        raise ValueError(f"{new}: choose a new file name, the converter does not overwrite {old}")
+    payload = _legacy_payload(data, str(old))
+    try:
+        with torch.serialization.safe_globals(LEGACY_NUMPY_GLOBALS):
+            state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{old}: refused, the file holds objects that loading would have to run as code "
+            f"({first})"
+        ) from None
+    if "rng" in state:
+        state["rng"] = rng_state_from_legacy(state["rng"])
+    return save_checkpoint(state, new, keep_previous=False)

@@ -23,12 +23,20 @@ scaling the local rows' gradient keeps the logged loss equal to the single-proce
 Evaluation is sharded: rank ``r`` embeds items ``r, r + W, ...`` (``DistributedSampler`` order,
 padded with the first items to equal length), the shards are gathered, interleaved back into item
 order and the padding is cut (:func:`gather_sharded`).
+
+Faults. Every collective waits at most ``train.dist_timeout`` seconds (the process group's
+timeout). A peer that dies breaks its connections at once, a peer that hangs (stopped, deadlocked,
+swapping) makes the others time out; either way each surviving rank raises a ``RuntimeError`` from
+the backend, which :func:`peer_failure` turns into one line for the command to print before it
+exits with status 1.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import torch
@@ -38,6 +46,13 @@ from torch import Tensor, nn
 T = TypeVar("T")
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+# What the gloo and NCCL backends say when a peer is gone or silent (source location prefix removed).
+PEER_FAILURE = re.compile(
+    r"timed out|timeout|connection (reset|closed|refused)|broken pipe|socket|peer|"
+    r"NCCL (error|communicator)|ProcessGroup",
+    re.IGNORECASE,
+)
+SOURCE_PREFIX = re.compile(r"^\[[^\]]*\.(cc|cpp|h)(:\d+)?\]\s*")
 
 
 @dataclass(frozen=True)
@@ -115,9 +130,10 @@ def current_context() -> DistributedContext:
     return DistributedContext(dist.get_rank(), dist.get_world_size(), local)
 
 
-def init_distributed(device: torch.device) -> DistributedContext:
+def init_distributed(device: torch.device, timeout_s: float = 300.0) -> DistributedContext:
     """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE``
-    above 1), NCCL for a CUDA ``device`` and gloo otherwise, and select the ``LOCAL_RANK``-th GPU.
+    above 1), NCCL for a CUDA ``device`` and gloo otherwise, and select the ``LOCAL_RANK``-th GPU;
+    every collective (and the rendezvous) waits at most ``timeout_s`` seconds for the others.
     A group that is already initialised is used as it is; without ``WORLD_SIZE`` (or with 1) the
     run is single-process."""
     if dist.is_available() and dist.is_initialized():
@@ -139,8 +155,27 @@ def init_distributed(device: torch.device) -> DistributedContext:
                 "this node; start at most that many processes per node"
             )
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s)
+    )
     return current_context()
+
+
+def peer_failure(err: BaseException, context: DistributedContext, timeout_s: float) -> str | None:
+    """One line for a collective that failed because another process died or hung, naming this
+    rank and the timeout; ``None`` for any other error (or in one process)."""
+    if not context.is_distributed or not isinstance(err, RuntimeError):
+        return None
+    lines = str(err).strip().splitlines()
+    first = SOURCE_PREFIX.sub("", lines[0]) if lines else type(err).__name__
+    if not (isinstance(err, dist.DistError) or PEER_FAILURE.search(first)):
+        return None
+    first = first.split(". This is typically caused")[0]
+    return (
+        f"rank {context.rank} of {context.world_size}: another process of the run died or did "
+        f"not answer within train.dist_timeout = {timeout_s:g} s ({first}); the run stops on "
+        "every rank, resume it from its last checkpoint with --resume"
+    )
 
 
 def process_device(device: torch.device, context: DistributedContext) -> torch.device:

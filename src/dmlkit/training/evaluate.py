@@ -41,14 +41,15 @@ def embed_dataset(
     device: torch.device,
     amp: str = "none",
     num_workers: int = 0,
-    progress: bool = False,
+    progress: str | None = None,
     context: DistributedContext | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``(emb (N, D) float32, labels (N,) int64)`` of ``dataset`` in item order, on the CPU.
 
     With a distributed ``context`` every rank embeds its shard (items ``rank, rank + W, ...``)
     and every rank returns all ``N`` rows (:func:`~dmlkit.training.distributed.gather_sharded`);
-    all ranks must call it together.
+    all ranks must call it together. ``progress``: the label of a batch counter on stderr
+    (rank 0), ``None`` for none.
     """
     context = context or DistributedContext()
     sampler: DistributedSampler[int] | None = None
@@ -65,7 +66,9 @@ def embed_dataset(
         pin_memory=device.type == "cuda",
     )
     with autocast(device, amp):
-        emb, labels = extract_embeddings(model, loader, device, progress and context.is_main)
+        emb, labels = extract_embeddings(
+            model, loader, device, progress if context.is_main else None
+        )
     if not context.is_distributed:
         return emb, labels
     total = len(dataset)  # type: ignore[arg-type]

@@ -1,5 +1,4 @@
-"""Run logs: ``log.jsonl`` (one JSON object per line), ``log.csv``, optional TensorBoard, and a
-progress line on the terminal.
+"""Run logs: ``log.jsonl`` (one JSON object per line), ``log.csv`` and optional TensorBoard.
 
 Records are ``{"kind": "train", "step", "epoch", "loss", "lr", "images_per_s"}`` and
 ``{"kind": "eval", "step", "epoch", "split", <metric>: value, ...}`` and, for a step with a
@@ -17,8 +16,6 @@ import csv
 import io
 import json
 import math
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -106,45 +103,3 @@ class RunLogger:
         self._csv.close()
         if self._tb is not None:
             self._tb.close()
-
-
-class Progress:
-    """A one-line progress display on stderr: redrawn in place on a terminal (at most 5 times per
-    second), otherwise printed at every tenth of the run."""
-
-    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
-        self.total = total
-        self.enabled = enabled
-        self.stream = sys.stderr if stream is None else stream
-        self.interactive = self.stream.isatty()
-        self._last_draw = 0.0
-        self._start = time.perf_counter()
-        self._start_step: int | None = None
-        self._next_decile = 1
-
-    def update(self, step: int, fields: dict[str, float]) -> None:
-        """Show ``step`` of ``total`` with ``fields`` (for example loss, lr, images/s)."""
-        if not self.enabled:
-            return
-        if self._start_step is None:
-            self._start_step = step - 1
-            self._start = time.perf_counter()
-        now = time.perf_counter()
-        done = step - self._start_step
-        eta = (now - self._start) / max(done, 1) * (self.total - step)
-        shown = " ".join(f"{k} {v:.4g}" for k, v in fields.items())
-        line = f"step {step}/{self.total} {shown} eta {eta:.0f}s"
-        if self.interactive:
-            if now - self._last_draw >= 0.2 or step == self.total:
-                self.stream.write("\r" + line.ljust(79))
-                self.stream.flush()
-                self._last_draw = now
-        elif step * 10 >= self._next_decile * self.total:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-            self._next_decile = step * 10 // self.total + 1
-
-    def close(self) -> None:
-        if self.enabled and self.interactive:
-            self.stream.write("\n")
-            self.stream.flush()

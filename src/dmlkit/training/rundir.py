@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -10,17 +11,29 @@ from dmlkit.config import OutputConfig
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a ``last.pt`` (or the ``last.pt.prev`` it replaced)."""
+    return any((run_dir / name).exists() for name in (LAST_CHECKPOINT, f"{LAST_CHECKPOINT}.prev"))
+
+
 def new_run_dir(output: OutputConfig) -> Path:
     """Create and return a fresh run folder; a taken name gets a ``-2``, ``-3``, ... suffix.
 
-    Without ``output.timestamp`` the folder is ``<dir>/<name>`` and must not hold a run yet.
+    Without ``output.timestamp`` the folder is ``<dir>/<name>``; it must not hold a run with a
+    checkpoint yet (one that stopped before its first checkpoint is started over, with a notice).
     """
     base = Path(output.dir).expanduser() / output.name
     if not output.timestamp:
-        if (base / "config.yaml").exists():
+        if has_checkpoint(base):
             raise FileExistsError(
                 f"run folder {base} already holds a run; resume it with --resume {base}, or "
                 "choose another output.name"
+            )
+        if (base / "config.yaml").exists():
+            print(
+                f"dmlkit: notice: {base} holds a run that stopped before its first checkpoint; "
+                "starting over in it",
+                file=sys.stderr,
             )
         base.mkdir(parents=True, exist_ok=True)
         return base
@@ -42,11 +55,7 @@ def latest_run_dir(output: OutputConfig) -> Path:
     runs = (
         [parent / output.name] if not output.timestamp else sorted(parent.glob(f"{output.name}-*"))
     )
-    runs = [
-        r
-        for r in runs
-        if (r / LAST_CHECKPOINT).exists() or (r / f"{LAST_CHECKPOINT}.prev").exists()
-    ]
+    runs = [r for r in runs if has_checkpoint(r)]
     if not runs:
         raise FileNotFoundError(
             f"--resume: no run of {output.name!r} with a checkpoint under {parent}; pass the run "

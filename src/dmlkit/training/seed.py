@@ -27,11 +27,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _numpy_state(legacy: tuple[Any, ...]) -> dict[str, Any]:
+    """numpy's ``get_state()`` tuple as plain values: the MT19937 key as an int64 tensor."""
+    name, key, pos, has_gauss, cached = legacy
+    return {
+        "name": str(name),
+        "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
+
+
 def capture_rng_state() -> dict[str, Any]:
-    """The state of every global generator (torch CPU and CUDA, numpy, Python)."""
+    """The state of every global generator (torch CPU and CUDA, numpy, Python) as tensors and
+    plain values (a checkpoint holds nothing else)."""
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state(np.random.get_state()),
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -39,10 +52,27 @@ def capture_rng_state() -> dict[str, Any]:
     return state
 
 
+def rng_state_from_legacy(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A state captured before the RNG states were plain values (numpy's as its tuple)."""
+    out = dict(state)
+    if isinstance(state["numpy"], tuple):
+        out["numpy"] = _numpy_state(state["numpy"])
+    return out
+
+
 def restore_rng_state(state: Mapping[str, Any]) -> None:
     """Restore what :func:`capture_rng_state` captured."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    np.random.set_state(
+        (
+            numpy["name"],
+            numpy["key"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -31,13 +31,17 @@ Run folder (``run_dir``)::
     log.jsonl, log.csv     train and eval records (see :mod:`dmlkit.training.logging`)
     metrics.json           before / final / best test metrics, best_step, selected_on, dataset, ks
     embeddings/test.npz    test embeddings of the selected model: emb (N, D), labels (N,), index (N,)
-    checkpoints/           last.pt, best.pt (atomic, checksummed; see checkpoint.py)
+    checkpoints/           last.pt, best.pt (atomic, checksummed, data only; see checkpoint.py)
+
+Ctrl-C in a single-process run stops after the current step with ``last.pt`` written
+(:mod:`dmlkit.training.interrupt`); a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -56,6 +60,8 @@ from dmlkit.config import (
     config_to_dict,
     save_config,
 )
+from dmlkit.core.progress import Progress
+from dmlkit.core.serialization import remove_stale_tmp
 from dmlkit.training.amp import autocast, grad_scaler
 from dmlkit.training.build import (
     build_loss,
@@ -75,24 +81,32 @@ from dmlkit.training.distributed import (
     process_device,
 )
 from dmlkit.training.evaluate import embed_dataset, metric_columns, score_views
-from dmlkit.training.logging import Progress, RunLogger
+from dmlkit.training.interrupt import StopOnInterrupt, TrainingInterrupted
+from dmlkit.training.logging import RunLogger
 from dmlkit.training.nonfinite import NonFiniteError, nonfinite_what
 from dmlkit.training.optim import build_optimizer, build_scheduler
+from dmlkit.training.rundir import has_checkpoint
 from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
 
-CHECKPOINT_FORMAT = 1
 # Fields that may differ between a run and its resume: where it writes, how it shows progress and
 # how many loader workers it uses (augmentation is seeded per item, so workers change nothing),
 # and what it does with a non-finite step (to resume a stopped run with ``skip``).
-RESUME_FREE = ("output.", "train.progress", "train.nonfinite", "data.num_workers")
+RESUME_FREE = (
+    "output.",
+    "train.progress",
+    "train.nonfinite",
+    "train.dist_timeout",
+    "data.num_workers",
+)
 
 
 class Trainer:
     """Train one experiment into ``run_dir`` (module docstring).
 
     ``resume=True`` continues from ``run_dir/checkpoints/last.pt`` (falling back to the previous
-    checkpoint with a warning when it is damaged); the config must match the saved one except
-    for ``output.*``, ``train.progress`` and ``data.num_workers``.
+    checkpoint with a one-line notice when it is damaged); the config must match the saved one
+    except for the fields of ``RESUME_FREE``. A run folder without any checkpoint (a run that
+    stopped before its first one) is started over, with a notice.
     """
 
     def __init__(
@@ -103,9 +117,14 @@ class Trainer:
         resume: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.resume = resume
+        self.resume = resume and has_checkpoint(self.run_dir)
+        if resume and not self.resume:
+            print(
+                f"dmlkit: notice: {self.run_dir} has no checkpoint yet; starting it over",
+                file=sys.stderr,
+            )
         device = resolve_device(config.train.device)
-        self.dist = init_distributed(device)
+        self.dist = init_distributed(device, config.train.dist_timeout)
         self.device = process_device(device, self.dist)
         if config.train.num_threads is not None:
             torch.set_num_threads(config.train.num_threads)
@@ -159,15 +178,23 @@ class Trainer:
         self.stopped = False
         self.test_embeddings: tuple[int, Tensor, Tensor] | None = None
         self.logger: RunLogger | None = None
+        self.checkpoint_step: int | None = None
+        self.console = Progress(cfg.train.steps, cfg.train.progress and self.dist.is_main)
 
     # ----------------------------------------------------------------------------- the run
 
     def fit(self) -> dict[str, Any]:
-        """Train to ``train.steps``, then write and return metrics.json."""
-        self.start()
+        """Train to ``train.steps``, then write and return metrics.json. Ctrl-C raises
+        :class:`~dmlkit.training.interrupt.TrainingInterrupted` (module docstring)."""
         try:
-            self.train_until(self.config.train.steps)
-            metrics = self.finish()
+            with StopOnInterrupt(enabled=not self.dist.is_distributed) as interrupt:
+                self.start()
+                self.train_until(self.config.train.steps, interrupt)
+                metrics = self.finish()
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.step, self.checkpoint_step) from None
         finally:
             self.close()
         self.callbacks.on_train_end(self, metrics)
@@ -177,10 +204,12 @@ class Trainer:
         """Prepare the run folder (or restore the checkpoint when resuming), open the logs,
         call ``on_train_start`` and evaluate the untrained model on test."""
         cfg = self.config
+        checkpoints = self.run_dir / "checkpoints"
         if self.dist.is_main:
-            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            remove_stale_tmp(checkpoints)
         if self.resume:
-            position = self.load(self.run_dir / "checkpoints" / "last.pt")
+            position = self.load(checkpoints / "last.pt")
         else:
             position = None
             if self.dist.is_main:
@@ -192,20 +221,22 @@ class Trainer:
         self.callbacks.on_train_start(self)
         self.sync_weights()
         if cfg.eval.before and self.before is None:
-            self.before = self.evaluate("test")
+            self.before = self.evaluate("test", "before training")
 
     def close(self) -> None:
-        """Close the logs."""
+        """Close the logs and the progress line."""
+        self.console.close()
         if self.logger is not None:
             self.logger.close()
             self.logger = None
 
-    def train_until(self, stop_step: int) -> None:
+    def train_until(self, stop_step: int, interrupt: StopOnInterrupt | None = None) -> None:
         """Run optimizer steps until ``self.step == stop_step`` (or early stopping), with the
         periodic logging, evaluation and checkpoints; the last step of the run (``train.steps``,
-        or the step where ``train.patience`` stops it) is always evaluated and checkpointed."""
+        or the step where ``train.patience`` stops it) is always evaluated and checkpointed.
+        When ``interrupt`` has seen Ctrl-C, ``last.pt`` is written after the current step and
+        :class:`~dmlkit.training.interrupt.TrainingInterrupted` raised."""
         cfg = self.config.train
-        progress = Progress(cfg.steps, cfg.progress and self.dist.is_main and self.step < stop_step)
         window = {"images": 0, "time": 0.0}
         self.model.train()
         tick = time.perf_counter()
@@ -222,7 +253,7 @@ class Trainer:
 
                 last = self.step == cfg.steps
                 if self.step % cfg.log_every == 0 or last:
-                    self.log_train(float(loss), window, progress)
+                    self.log_train(float(loss), window)
                     window = {"images": 0, "time": 0.0}
                 self.callbacks.on_batch_end(
                     self, BatchEnd(self.step, self.epoch, loss, emb, labels)
@@ -235,10 +266,13 @@ class Trainer:
                     or self.stopped
                 ):
                     self.save_last()
+                if interrupt is not None and interrupt.requested:
+                    if self.checkpoint_step != self.step:
+                        self.save_last()
+                    raise TrainingInterrupted(self.step, self.checkpoint_step)
                 tick = time.perf_counter()
                 if self.step >= stop_step or self.stopped:
                     break
-        progress.close()
 
     def train_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One training iteration (the method's, by default one optimizer step on the batch),
@@ -348,13 +382,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging and evaluation
 
-    def log_train(self, loss: float, window: dict[str, float], progress: Progress) -> None:
+    def log_train(self, loss: float, window: dict[str, float]) -> None:
         images_per_s = window["images"] / max(window["time"], 1e-9)
         lr = self.optimizer.param_groups[0]["lr"]
         record = {"kind": "train", "step": self.step, "epoch": self.epoch, "loss": loss}
         record.update({"lr": lr, "images_per_s": images_per_s, **self.method.log_fields()})
         self._log(record)
-        progress.update(self.step, {"loss": loss, "lr": lr, "img/s": images_per_s})
+        self.console.update(self.step, {"loss": loss, "lr": lr, "img/s": images_per_s})
 
     def _log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -363,16 +397,22 @@ class Trainer:
             raise RuntimeError("the run logs are open only inside fit()")
         self.logger.log(record)
 
-    def evaluate(self, split: str) -> dict[str, float]:
-        """Score the model on ``split``, log the metrics, tell the callbacks. The test embeddings
-        are kept until the next test evaluation (the end of the run saves them)."""
-        emb, labels = self.embed(split)
+    def evaluate(self, split: str, when: str | None = None) -> dict[str, float]:
+        """Score the model on ``split``, log and print the metrics, tell the callbacks. The test
+        embeddings are kept until the next test evaluation (the end of the run saves them).
+        ``when`` names the moment on the console (default: the step)."""
+        when = when or f"step {self.step}"
+        emb, labels = self.embed(split, progress=f"embedding {split} ({when})")
         if split == "test":
             self.test_embeddings = (self.step, emb, labels)
         metrics = self.score(emb, labels)
         self._log(
             {"kind": "eval", "step": self.step, "epoch": self.epoch, "split": split, **metrics}
         )
+        shown = "  ".join(
+            f"{k} {100 * v:.2f}" for k, v in metrics.items() if k in self.columns[:-2]
+        )
+        self.console.message(f"{when} {split}: {shown}")
         self.callbacks.on_eval(self, split, metrics)
         self.sync_weights()
         return metrics
@@ -390,8 +430,11 @@ class Trainer:
         self.dist.broadcast_module(self.model)
         self.dist.broadcast_module(self.loss_fn)
 
-    def embed(self, split: str, model: torch.nn.Module | None = None) -> tuple[Tensor, Tensor]:
-        """Embeddings and labels of ``split`` ("val" or "test") in item order."""
+    def embed(
+        self, split: str, model: torch.nn.Module | None = None, progress: str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Embeddings and labels of ``split`` ("val" or "test") in item order; ``progress``
+        labels a batch counter on the console (when ``train.progress`` is on)."""
         dataset = {"val": self.splits.val, "test": self.splits.test}[split]
         if dataset is None:
             raise ValueError(f"split {split!r} is not part of this run")
@@ -402,6 +445,7 @@ class Trainer:
             self.device,
             self.config.train.amp,
             self.config.data.num_workers,
+            progress=progress if self.console.enabled else None,
             context=self.dist,
         )
 
@@ -437,7 +481,6 @@ class Trainer:
             self.best = {"step": self.step, "value": value, "val": None, "test": None}
             self.best[selected_on] = metrics
             state = {
-                "format": CHECKPOINT_FORMAT,
                 "kind": "best",
                 "config": config_to_dict(cfg),
                 "step": self.step,
@@ -464,7 +507,6 @@ class Trainer:
         if self.logger is None:
             raise RuntimeError("checkpoints are written only inside fit()")
         return {
-            "format": CHECKPOINT_FORMAT,
             "kind": "last",
             "config": config_to_dict(self.config),
             "step": self.step,
@@ -495,14 +537,18 @@ class Trainer:
         return state
 
     def save_last(self) -> None:
+        """Write ``last.pt`` (rank 0) and remember its step."""
         if self.dist.is_main:
             save_checkpoint(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
+        self.checkpoint_step = self.step
 
     def load(self, path: Path) -> dict[str, int]:
         """Restore the state saved at ``path``; returns the log position to cut the logs to."""
-        state = load_checkpoint(path)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("kind") != "last":
-            raise ValueError(f"{path}: expected a 'last' checkpoint of format {CHECKPOINT_FORMAT}")
+        state = load_checkpoint(path, fallback=True)
+        if state.get("kind") != "last":
+            raise ValueError(
+                f"{path}: expected the 'last' checkpoint of a run, got {state.get('kind')!r}"
+            )
         saved = config_from_dict(state["config"])
         differ = [d for d in config_diff(saved, self.config) if not d.startswith(RESUME_FREE)]
         if differ:
@@ -525,6 +571,7 @@ class Trainer:
         self.train_time_s = state["train_time_s"]
         self.nonfinite_skipped = state.get("nonfinite_skipped", 0)  # absent before the policy
         restore_rng_state(state["rng"])
+        self.checkpoint_step = self.step
         return state["log_position"]
 
     # ------------------------------------------------------------------------------ the end

@@ -1,0 +1,75 @@
+"""``dmlkit eval CHECKPOINT`` and ``dmlkit embed CHECKPOINT``: score or write the embeddings of a
+split under a trained model (the view of its output that the run evaluates)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from dmlkit.config import ExperimentConfig
+from dmlkit.data import DMLDataset
+from dmlkit.methods import TrainingMethod
+from dmlkit.training.build import build_method, build_split, model_from_checkpoint, resolve_device
+from dmlkit.training.evaluate import COUNTS, embed_dataset, score_views
+
+
+def _embed_split(
+    args: argparse.Namespace,
+) -> tuple[Tensor, Tensor, ExperimentConfig, DMLDataset, TrainingMethod]:
+    """Model outputs, labels, config and dataset of ``args.split`` under ``args.checkpoint``'s
+    model, and the run's training method (which decides the evaluated view of the outputs)."""
+    model, config = model_from_checkpoint(args.checkpoint, args.set)
+    device = resolve_device(config.train.device)
+    dataset = build_split(config.data, args.split, train=False)
+    emb, labels = embed_dataset(
+        model.to(device),
+        dataset,
+        config.eval.batch_size,
+        device,
+        config.train.amp,
+        config.data.num_workers,
+        progress=f"embedding {args.split}" if config.train.progress else None,
+    )
+    num_classes = build_split(config.data, "train", train=False).num_classes
+    method = build_method(config.method, num_classes, config.model.embedding_dim, config.seed)
+    return emb, labels, config, dataset, method
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate the model of CHECKPOINT on a split of its dataset and print the metrics (with a
+    training method's further views, e.g. a two-head model's heads, as ``view/metric``)."""
+    emb, labels, config, dataset, method = _embed_split(args)
+    metrics = score_views(method, emb, labels, config.eval, config.seed)
+    print(f"{config.data.name} {args.split}: {len(dataset)} images, {dataset.num_classes} classes")
+    for name, value in metrics.items():
+        shown = f"{int(value)}" if name in COUNTS else f"{100 * value:.2f}"
+        print(f"{name:<24}{shown:>10}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    """Write the embeddings of a split, the view of the model output the run evaluates (a
+    two-head model's evaluated head): ``.npy`` holds emb (N, D) float32 with the labels in
+    ``<stem>.labels.npy``; ``.npz`` holds emb, labels and index."""
+    out = Path(args.out)
+    if out.suffix not in (".npy", ".npz"):
+        raise ValueError(f"--out: expected a .npy or .npz file name, got {out}")
+    outputs, labels, _, _, method = _embed_split(args)
+    emb_np = method.eval_views(outputs)[0].numpy().astype(np.float32)
+    labels_np = labels.numpy().astype(np.int64)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez(out, emb=emb_np, labels=labels_np, index=np.arange(len(labels_np)))
+        print(f"wrote {out}: emb {emb_np.shape}, labels, index")
+    else:
+        labels_path = out.with_name(f"{out.stem}.labels.npy")
+        np.save(out, emb_np)
+        np.save(labels_path, labels_np)
+        print(f"wrote {out}: emb {emb_np.shape}; labels: {labels_path}")
+    return 0
