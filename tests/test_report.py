@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,15 @@ import yaml
 from PIL import Image
 
 from dmlkit.report import build_report
-from dmlkit.reporting.figures import CORRECT, QUERY, WRONG, retrieval_figure, trailing_mean
+from dmlkit.reporting.figures import (
+    CORRECT,
+    QUERY,
+    WRONG,
+    png_bytes,
+    retrieval_figure,
+    trailing_mean,
+)
+from dmlkit.reporting.fonts import label_fonts
 from dmlkit.reporting.neighbours import retrieve
 from dmlkit.reporting.page import metrics_table
 from dmlkit.reporting.run import read_log
@@ -149,13 +158,42 @@ def test_grid_frames_mark_correct_and_wrong_neighbours() -> None:
     emb = np.array([[1, 0], [0.9, 0.1], [0.8, 0.2], [0, 1], [0.1, 0.9], [0.2, 0.8]], np.float32)
     result = retrieve(emb, labels, num_queries=6, top_k=3, seed=0)
     assert result.correct.any() and not result.correct.all()
-    fig = retrieval_figure(result, labels, FakeDataset(labels).image, str)
+    fig = retrieval_figure(result, labels, FakeDataset(labels).image, str, ["sans-serif"])
     axes = np.array(fig.axes).reshape(6, 4)
     for r in range(6):
         assert to_hex(axes[r, 0].spines["top"].get_edgecolor()) == QUERY
         for j in range(3):
             expected = CORRECT if result.correct[r, j] else WRONG
             assert to_hex(axes[r, j + 1].spines["left"].get_edgecolor()) == expected
+
+
+def test_cjk_class_names_are_drawn_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    import matplotlib.font_manager as fm
+
+    names = ["中", "國", "字", "a"]
+    fonts = label_fonts(names)
+    has_cjk = any(
+        "CJK" in e.name or "WenQuanYi" in e.name or "Gothic" in e.name
+        for e in fm.fontManager.ttflist
+    )
+    if has_cjk:  # the glyph fonts are installed: a second family draws the ideographs
+        assert len(fonts.families) >= 2 and fonts.missing == frozenset()
+        assert fonts.printable("中 a") == "中 a"
+    else:  # no font has them: code points instead of empty boxes
+        assert fonts.missing == frozenset("中國字")
+        assert fonts.printable("中 a") == "U+4E2D a"
+    assert label_fonts(["abc"]).families == fonts.families[:1]  # Latin needs no second font
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    emb = np.array([[1, 0], [0.9, 0.1], [0.8, 0.2], [0, 1], [0.1, 0.9], [0.2, 0.8]], np.float32)
+    result = retrieve(emb, labels, num_queries=3, top_k=2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = retrieval_figure(
+            result, labels, FakeDataset(labels).image,
+            lambda c: fonts.printable(names[c]), fonts.families,
+        )  # fmt: skip
+        png_bytes(fig)
+    assert not [r for r in caplog.records if "missing from font" in r.getMessage()]
 
 
 def test_missing_parts_are_left_out_with_notes(tmp_path: Path) -> None:

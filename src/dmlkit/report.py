@@ -37,6 +37,7 @@ from dmlkit.reporting.figures import (
     require_matplotlib,
     retrieval_figure,
 )
+from dmlkit.reporting.fonts import label_fonts
 from dmlkit.reporting.neighbours import MIN_MAP_POINTS, project_2d, retrieve
 from dmlkit.reporting.page import Section, metrics_table, render_page
 from dmlkit.reporting.run import RunFolder, TestEmbeddings, load_run
@@ -136,16 +137,17 @@ def _matches(dataset: ImageDataset, emb: TestEmbeddings) -> str:
     return ""
 
 
-def _class_namer(dataset: ImageDataset | None) -> Callable[[int], str]:
-    names = getattr(dataset, "class_names", None)
+def _class_namer(dataset: ImageDataset | None) -> tuple[Callable[[int], str], list[str]]:
+    """The label of a class id (its name, shortened, in characters the figures can draw) and the
+    font families to draw labels with (:func:`~dmlkit.reporting.fonts.label_fonts`)."""
+    names = [str(n) for n in getattr(dataset, "class_names", None) or []]
+    fonts = label_fonts(names)
 
     def name(label: int) -> str:
-        text = (
-            str(names[label]) if names is not None and 0 <= label < len(names) else f"class {label}"
-        )
+        text = fonts.printable(names[label]) if 0 <= label < len(names) else f"class {label}"
         return text if len(text) <= NAME_LENGTH else text[: NAME_LENGTH - 1] + "…"
 
-    return name
+    return name, fonts.families
 
 
 def build_report(
@@ -197,11 +199,11 @@ def build_report(
             dataset = None if why else dataset
         if why:
             notes.append(f"Retrieval examples left out: {why}.")
-    class_name = _class_namer(dataset)
+    class_name, families = _class_namer(dataset)
 
     if emb is not None and len(emb.emb) >= MIN_MAP_POINTS:
         points, rows = project_2d(emb.emb, seed)
-        fig = map_figure(points, emb.labels[rows], class_name, seed)
+        fig = map_figure(points, emb.labels[rows], class_name, families, seed)
         sections.append(_section(out, "embedding_map.png", "Test embeddings", fig,
                                  "PCA then t-SNE of a random subsample; colour = class."))  # fmt: skip
     else:
@@ -220,7 +222,7 @@ def build_report(
         def image(row: int) -> Any:
             return source.image(int(emb.index[row]))
 
-        fig = retrieval_figure(result, emb.labels, image, class_name)
+        fig = retrieval_figure(result, emb.labels, image, class_name, families)
         sections.append(_section(out, "retrieval.png", "Retrieval examples", fig,
                                  f"Neighbours by {metric} similarity among all test items."))  # fmt: skip
     else:

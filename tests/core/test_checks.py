@@ -40,6 +40,16 @@ def test_check_embeddings_accepts_finite_values_whose_sum_overflows() -> None:
         (torch.zeros(3, 2, 2, dtype=torch.long), ValueError, "multi-hot"),
         (torch.arange(4), ValueError, "expected 3 rows"),
         (torch.tensor([[0, 2], [1, 0], [1, 1]]), ValueError, "only 0 and 1"),
+        (
+            torch.tensor([[4], [0], [4]]),
+            ValueError,
+            r"shape \(3, 1\) is ambiguous: class ids must have shape \(3,\) \(use labels.view",
+        ),
+        (
+            torch.tensor([[1], [0], [1]]),
+            ValueError,
+            "multi-hot labels over one class must be a bool",
+        ),
     ],
 )
 def test_check_labels_errors(value: object, error: type, match: str) -> None:
@@ -48,7 +58,13 @@ def test_check_labels_errors(value: object, error: type, match: str) -> None:
 
 
 def test_check_labels_accepts_ids_bool_and_multi_hot() -> None:
-    for labels in (torch.arange(3), torch.tensor([[True, False]] * 3), torch.tensor([[1, 0]] * 3)):
+    accepted = (
+        torch.arange(3),
+        torch.tensor([[True, False]] * 3),
+        torch.tensor([[1, 0]] * 3),
+        torch.tensor([[True], [False], [True]]),  # multi-hot over one class, said by bool
+    )
+    for labels in accepted:
         assert check_labels(labels, 3) is labels
 
 

@@ -74,3 +74,38 @@ def test_float64_stays_float64_and_unknown_kinds_are_refused() -> None:
     with pytest.raises(ValueError, match="similarity: expected one of"):
         similarity_matrix(x, x, "manhattan")
     assert "cosine" in repr(Similarity())
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e20, 1e30])
+def test_cosine_keeps_the_direction_of_tiny_and_huge_rows(scale: float) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, dtype=torch.float64)
+    expected = similarity_matrix(x, x, "cosine")
+    scaled = (x * scale).float().requires_grad_(True)
+    sim = similarity_matrix(scaled, scaled, "cosine")
+    torch.testing.assert_close(sim.double(), expected, atol=1e-6, rtol=0)
+    reference = x.clone().requires_grad_(True)
+    weights = torch.randn(5, 5, dtype=torch.float64)
+    (sim.double() * weights).sum().backward()
+    (similarity_matrix(reference, reference, "cosine") * weights).sum().backward()
+    assert scaled.grad is not None and reference.grad is not None
+    # x/|x| is scale invariant, so the gradient scales by 1/scale
+    torch.testing.assert_close(scaled.grad.double() * scale, reference.grad, atol=1e-5, rtol=1e-4)
+    one_tiny_row = torch.cat([x[:4].float(), scaled[4:].detach()])
+    torch.testing.assert_close(
+        similarity_matrix(one_tiny_row, one_tiny_row, "cosine").double(),
+        expected,
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+def test_cosine_refuses_rows_without_direction() -> None:
+    x = torch.randn(4, 3)
+    x[2] = 0.0
+    with pytest.raises(
+        ValueError, match=r"emb: expected rows with a direction.*1 all-zero row\(s\) \(rows 2\)"
+    ):
+        similarity_matrix(x, x, "cosine")
+    with pytest.raises(ValueError, match=r"ref_emb: .*rows 2"):
+        similarity_matrix(torch.randn(2, 3), x, "cosine")

@@ -46,7 +46,9 @@ def check_labels(labels: object, batch_size: int, name: str = "labels") -> Tenso
 
     Expected: an integer tensor of shape ``(B,)`` (class ids) or an integer/bool tensor of shape
     ``(B, C)`` (multi-hot, entries in {0, 1}). Float labels are refused: they usually mean a bug
-    upstream (a one-hot made with ``float()`` or labels on the wrong tensor).
+    upstream (a one-hot made with ``float()`` or labels on the wrong tensor). An integer ``(B, 1)``
+    tensor is refused as ambiguous (class ids with an extra axis, or multi-hot over one class?):
+    class ids are ``(B,)``, and multi-hot labels over a single class say so by being bool.
     """
     if not isinstance(labels, Tensor):
         raise TypeError(
@@ -60,6 +62,12 @@ def check_labels(labels: object, batch_size: int, name: str = "labels") -> Tenso
         raise ValueError(
             f"{name}: expected shape ({batch_size},) or ({batch_size}, C) multi-hot, "
             f"got {tuple(labels.shape)}"
+        )
+    if labels.ndim == 2 and labels.shape[1] == 1 and labels.dtype != torch.bool:
+        raise ValueError(
+            f"{name}: shape ({labels.shape[0]}, 1) is ambiguous: class ids must have shape "
+            f"({labels.shape[0]},) (use labels.view(-1)); multi-hot labels over one class must "
+            "be a bool tensor"
         )
     if labels.shape[0] != batch_size:
         raise ValueError(

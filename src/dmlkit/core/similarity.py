@@ -15,6 +15,11 @@ Shapes: ``x (B, D)``, ``y (R, D)`` -> ``S (B, R)``. The matrix is always compute
 float32 (or float64 when the inputs are float64), also under ``torch.autocast``: half-precision
 similarities lose the resolution that margins of 0.1 need. Memory: O(B R).
 
+Cosine normalises each row with :func:`unit_rows`, which rescales a row by its largest entry
+first when its norm overflows or underflows the dtype (norms near 1e19 or below 1e-18 in float32
+square to infinity or to nothing): such rows get their true direction, not a zero vector. A row
+that is exactly zero has no direction and is refused.
+
 When ``y is x`` (the batch against itself) the Gram matrix ``G = X Xᵀ`` is built by
 :class:`_SelfGram`, whose backward is the single product ``(dS + dSᵀ) X`` instead of autograd's two
 (``dS X`` for the left factor plus ``dSᵀ X`` for the right one): one matrix product fewer per step.
@@ -25,13 +30,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 SimilarityName = Literal["cosine", "dot", "neg_sq_euclidean", "neg_euclidean"]
 SIMILARITIES: tuple[str, ...] = ("cosine", "dot", "neg_sq_euclidean", "neg_euclidean")
 
 _EPS = 1e-12
+# Row norms inside this range are computed exactly by sqrt(sum(x^2)) in float32 and float64.
+_SAFE_NORM = (1e-15, 1e15)
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -85,14 +91,38 @@ def _check_overflow(sim: Tensor, x: Tensor, y: Tensor, kind: str) -> Tensor:
     )
 
 
+def unit_rows(x: Tensor, name: str = "emb") -> Tensor:
+    """``x_i / |x_i|`` for every row of ``x (N, D)`` (floating point, any dtype).
+
+    Rows whose norm leaves ``[1e-15, 1e15]`` are first divided by their largest absolute entry
+    (a constant for autograd: ``x/|x|`` is scale invariant, so the gradient is exactly that of
+    ``x/|x|``), so tiny and huge rows keep their direction instead of becoming zero. ``ValueError``
+    naming ``name`` and the rows when a row is exactly zero (it has no direction). Memory: O(N D).
+    """
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    low, high = _SAFE_NORM
+    if bool(((norm >= low) & (norm <= high)).all()):
+        return x / norm
+    scale = x.detach().abs().amax(dim=1, keepdim=True)
+    zero = torch.nonzero(scale.squeeze(1) == 0).flatten().tolist()
+    if zero:
+        shown = ", ".join(map(str, zero[:8])) + (", ..." if len(zero) > 8 else "")
+        raise ValueError(
+            f"{name}: expected rows with a direction for cosine similarity, got {len(zero)} "
+            f"all-zero row(s) (rows {shown})"
+        )
+    scaled = x / scale
+    return scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
+
+
 def _similarity(x: Tensor, y: Tensor, kind: str) -> Tensor:
     dtype = _compute_dtype(x)
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf, yf = x.to(dtype), y.to(dtype)
         same = y is x
         if kind == "cosine":
-            xf = F.normalize(xf, dim=1, eps=_EPS)
-            return _gram(xf, xf if same else F.normalize(yf, dim=1, eps=_EPS), same)
+            xf = unit_rows(xf, "emb")
+            return _gram(xf, xf if same else unit_rows(yf, "ref_emb"), same)
         if kind == "dot":
             return _gram(xf, yf, same)
         x_sq = (xf * xf).sum(1)

@@ -19,8 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch  # noqa: F401  (the docstring examples use it)
 import torch.nn.functional as F
-from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 from torch import Tensor
+
+# scikit-learn is imported where NMI/AMI are computed: its import costs about a second, which
+# every command that merely lists or parses would pay otherwise.
 
 
 def nmi(labels: Tensor, clusters: Tensor) -> float:
@@ -29,6 +31,8 @@ def nmi(labels: Tensor, clusters: Tensor) -> float:
     >>> nmi(torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 0, 0]))
     1.0
     """
+    from sklearn.metrics import normalized_mutual_info_score
+
     return float(normalized_mutual_info_score(labels.cpu().numpy(), clusters.cpu().numpy()))
 
 
@@ -38,6 +42,8 @@ def ami(labels: Tensor, clusters: Tensor) -> float:
     >>> ami(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1]))
     1.0
     """
+    from sklearn.metrics import adjusted_mutual_info_score
+
     return float(adjusted_mutual_info_score(labels.cpu().numpy(), clusters.cpu().numpy()))
 
 

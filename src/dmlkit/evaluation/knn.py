@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dmlkit.core.checks import check_embeddings
+from dmlkit.core.similarity import unit_rows
 
 METRICS: tuple[str, ...] = ("cosine", "dot", "euclidean")
 DEFAULT_MEMORY_BYTES = 1 << 30
@@ -63,9 +63,10 @@ def score_blocks(
 
 
 def prepare_embeddings(x: Tensor, metric: str, device: torch.device) -> Tensor:
-    """Float32 copy of ``x`` on ``device``, rows L2-normalised for ``cosine``."""
+    """Float32 copy of ``x`` on ``device``, rows L2-normalised for ``cosine``
+    (:func:`~dmlkit.core.similarity.unit_rows`: extreme norms rescaled, all-zero rows refused)."""
     x = x.detach().to(device=device, dtype=torch.float32)
-    return F.normalize(x, dim=1) if metric == "cosine" else x
+    return unit_rows(x) if metric == "cosine" else x
 
 
 def stable_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:

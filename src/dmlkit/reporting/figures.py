@@ -172,9 +172,14 @@ def class_colours(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray
 
 
 def map_figure(
-    points: np.ndarray, labels: np.ndarray, class_name: Callable[[int], str], seed: int
+    points: np.ndarray,
+    labels: np.ndarray,
+    class_name: Callable[[int], str],
+    families: Sequence[str],
+    seed: int,
 ) -> Figure:
-    """Scatter of ``points (M, 2)`` coloured by ``labels (M,)``; a legend for <= 20 classes."""
+    """Scatter of ``points (M, 2)`` coloured by ``labels (M,)``; a legend for <= 20 classes, its
+    class names drawn with the font ``families``."""
     fig = _new_figure(7.5, 6.5)
     ax = fig.subplots()
     classes, colours = class_colours(labels, seed)
@@ -186,7 +191,8 @@ def map_figure(
     ax.set_xticks([])
     ax.set_yticks([])
     if len(classes) <= LEGEND_CLASSES:
-        ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.legend(prop={"family": list(families), "size": 7}, markerscale=1.5,
+                  loc="center left", bbox_to_anchor=(1.0, 0.5))  # fmt: skip
     return fig
 
 
@@ -196,7 +202,7 @@ def _thumbnail(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
-def _framed(ax: Axes, pixels: np.ndarray, colour: str, title: str, title_colour: str) -> None:
+def _framed(ax: Axes, pixels: np.ndarray, colour: str, title: str, families: Sequence[str]) -> None:
     grey = pixels.ndim == 2
     ax.imshow(pixels, cmap="gray" if grey else None, vmin=0, vmax=255,
               interpolation="nearest" if max(pixels.shape[:2]) < 64 else "antialiased")  # fmt: skip
@@ -205,7 +211,7 @@ def _framed(ax: Axes, pixels: np.ndarray, colour: str, title: str, title_colour:
     for spine in ax.spines.values():
         spine.set_edgecolor(colour)
         spine.set_linewidth(5)
-    ax.set_title(title, fontsize=8, color=title_colour)
+    ax.set_title(title, fontsize=8, color=colour, fontfamily=list(families))
 
 
 def retrieval_figure(
@@ -213,9 +219,11 @@ def retrieval_figure(
     labels: np.ndarray,
     image: Callable[[int], Image.Image],
     class_name: Callable[[int], str],
+    families: Sequence[str],
 ) -> Figure:
     """The query/neighbour grid (module docstring); ``image(row)`` gives an embedding row's
-    picture and ``labels`` are the rows' labels."""
+    picture and ``labels`` are the rows' labels; class names are drawn with the font
+    ``families``."""
     q, k = result.neighbours.shape
     # a fixed grid (no layout engine): inches of title band on top, cells of 1.55 x 1.75 in
     height = 1.75 * q + 0.45
@@ -226,12 +234,12 @@ def retrieval_figure(
     )
     for r, query in enumerate(result.queries):
         _framed(axes[r, 0], _thumbnail(image(int(query))), QUERY,
-                f"query\n{class_name(int(labels[query]))}", QUERY)  # fmt: skip
+                f"query\n{class_name(int(labels[query]))}", families)  # fmt: skip
         for j in range(k):
             row = int(result.neighbours[r, j])
             colour = CORRECT if result.correct[r, j] else WRONG
             title = f"{j + 1}. {class_name(int(labels[row]))}\nsim {result.scores[r, j]:.3f}"
-            _framed(axes[r, j + 1], _thumbnail(image(row)), colour, title, colour)
+            _framed(axes[r, j + 1], _thumbnail(image(row)), colour, title, families)
     hits = int(result.correct[:, 0].sum())
     fig.suptitle(
         f"{q} random test queries and their top {k} neighbours "
