@@ -157,11 +157,13 @@ def test_list_names_the_registered_components(capsys: pytest.CaptureFixture[str]
         (["train", "--set", "loss.name=nope"], "unknown loss 'nope'; registered: "),
         (
             ["train", "--set", "model.options.width=3"],
-            "model.options: small_cnn() got an unexpected keyword argument 'width'",
+            "model.options: unknown option(s) ['width'] for model 'small_cnn'; accepted: "
+            "freeze_bn_affine, heads, widths",
         ),
         (
             ["train", "--set", "data.options.foo=3"],
-            "data.options: digits() got an unexpected keyword argument 'foo'",
+            "data.options: unknown option(s) ['foo'] for dataset 'digits'; accepted: holdout, "
+            "test_fraction, val_fraction",
         ),
         (["eval", "missing.pt"], "no checkpoint: "),
         (["embed", "x.pt", "--out", "e.txt"], "--out: expected a .npy or .npz file name"),

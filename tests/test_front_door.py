@@ -18,6 +18,7 @@ from tiny_demo import TINY_DEMO
 
 from dmlkit.cli import main
 from dmlkit.config import load_config, save_config
+from dmlkit.evaluation import extract
 from dmlkit.training import Trainer, load_checkpoint, save_checkpoint
 
 FAST = [
@@ -232,8 +233,9 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_says_how_to_continue(
 
 
 def test_the_console_shows_embedding_progress_and_every_evaluation(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(extract, "LOG_INTERVAL_S", 0.0)  # every tenth, also for tiny splits
     values = _sets([*FAST, "train.progress=true", f"output.dir={tmp_path}"])
     assert main(["train", *values]) == 0
     err = capsys.readouterr().err.splitlines()

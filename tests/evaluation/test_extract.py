@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dmlkit.evaluation import extract_embeddings
+from dmlkit.evaluation import extract, extract_embeddings
 
 
 def _model() -> torch.nn.Module:
@@ -14,8 +14,9 @@ def _model() -> torch.nn.Module:
 
 
 def test_concatenates_in_order_in_eval_mode_and_restores_the_mode(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(extract, "LOG_INTERVAL_S", 0.0)
     model = _model().train()
     data = [
         (torch.randn(5, 4), torch.arange(5)),
@@ -32,6 +33,9 @@ def test_concatenates_in_order_in_eval_mode_and_restores_the_mode(
     model.eval()
     extract_embeddings(model, data)
     assert not model.training  # eval mode kept
+    monkeypatch.setattr(extract, "LOG_INTERVAL_S", 3600.0)
+    extract_embeddings(model, data, progress="embedding test")
+    assert capsys.readouterr().err == ""  # a short embedding stays quiet in a log
 
 
 def test_mode_is_restored_when_the_model_fails() -> None:

@@ -1,7 +1,8 @@
 """A one-line progress display on stderr for long loops (training steps, embedding batches).
 
 On a terminal the line is redrawn in place (at most 5 times per second); otherwise (a log file, a
-pipe, CI) a line is printed at every tenth of the loop. :meth:`Progress.message` prints a line of
+pipe, CI) a line is printed at every tenth of the loop, and not within ``min_interval_s`` seconds
+of the start or of the previous line (short loops stay quiet in logs). :meth:`Progress.message` prints a line of
 its own (an evaluation result) without tearing the progress line.
 """
 
@@ -22,11 +23,13 @@ class Progress:
         label: str = "step",
         unit: str = "",
         stream: TextIO | None = None,
+        min_interval_s: float = 0.0,
     ) -> None:
         self.total = total
         self.enabled = enabled
         self.label = label
         self.unit = f" {unit}" if unit else ""
+        self.min_interval_s = min_interval_s
         self.stream = sys.stderr if stream is None else stream
         self.interactive = self.stream.isatty()
         self._last_draw = 0.0
@@ -55,8 +58,11 @@ class Progress:
                 self.stream.write("\r" + line.ljust(79))
                 self.stream.flush()
                 self._last_draw, self._drawn = now, True
-        elif not self.total or done * 10 >= self._next_decile * self.total:
+        elif (not self.total or done * 10 >= self._next_decile * self.total) and (
+            now - max(self._last_draw, self._start) >= self.min_interval_s
+        ):
             self.stream.write(line + "\n")
+            self._last_draw = now
             self.stream.flush()
             if self.total:
                 self._next_decile = done * 10 // self.total + 1

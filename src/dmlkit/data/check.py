@@ -54,8 +54,8 @@ def dataset_problems(
         if small:
             problems.append(
                 _listing(
-                    f"{len(small)} class(es) with fewer than m={m} images (use sampler replacement "
-                    "or a smaller m)",
+                    f"{len(small)} class(es) with fewer than m={m} images (set data.replacement: "
+                    "true to repeat their images, or a smaller data.m)",
                     small,
                 )
             )

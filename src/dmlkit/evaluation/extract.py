@@ -10,6 +10,9 @@ from torch import Tensor, nn
 
 from dmlkit.core.progress import Progress
 
+# Off a terminal, a progress line at most every this many seconds (short embeddings stay quiet).
+LOG_INTERVAL_S = 10.0
+
 
 def extract_embeddings(
     model: nn.Module,
@@ -23,7 +26,8 @@ def extract_embeddings(
     runs in eval mode under ``torch.no_grad`` and gets its previous train/eval mode back
     afterwards. ``device``: where the images go (default: the device of the model's first
     parameter, else the CPU). ``progress``: a label (for example ``"embedding test"``) for a
-    batch counter with the rate on stderr; ``None``: silent. Memory: the embeddings, O(N D).
+    batch counter with the rate on stderr (off a terminal: a line per tenth, at most every
+    ``LOG_INTERVAL_S`` seconds); ``None``: silent. Memory: the embeddings, O(N D).
     """
     if device is None:
         first = next(model.parameters(), None)
@@ -33,7 +37,9 @@ def extract_embeddings(
     embeddings, labels = [], []
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     start = time.perf_counter()
-    display = Progress(total, progress is not None, label=progress or "", unit="batches")
+    display = Progress(
+        total, progress is not None, progress or "", "batches", min_interval_s=LOG_INTERVAL_S
+    )
     try:
         with torch.no_grad():
             for step, batch in enumerate(loader, 1):

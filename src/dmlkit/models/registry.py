@@ -14,6 +14,7 @@ and ``head.*``).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,18 @@ def register_backbone(
 
         factory.__name__ = name
         factory.__doc__ = build.__doc__
+        # what the factory accepts: its own arguments, the builder's options, and any keyword
+        # when the builder takes any (torchvision's constructors' own options)
+        own = list(inspect.signature(factory).parameters.values())[:-1]  # without **options
+        built = inspect.signature(build).parameters.values()
+        known = {p.name for p in own}
+        extra = [
+            p.replace(kind=p.KEYWORD_ONLY)
+            for p in built
+            if p.name not in known and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        rest = [p for p in built if p.kind is p.VAR_KEYWORD]
+        factory.__signature__ = inspect.Signature([*own, *extra, *rest])  # type: ignore[attr-defined]
         MODELS.register(name)(factory)
         return build
 

@@ -30,6 +30,7 @@ from dmlkit.config import (
     config_from_dict,
 )
 from dmlkit.data import (
+    DATASETS,
     ClassFold,
     DMLDataset,
     check_splits,
@@ -38,7 +39,7 @@ from dmlkit.data import (
 )
 from dmlkit.losses import LOSSES
 from dmlkit.methods import METHODS, TrainingMethod
-from dmlkit.models import EmbeddingModel, create_model
+from dmlkit.models import MODELS, EmbeddingModel, create_model
 from dmlkit.sampling import MPerClassBatchSampler
 from dmlkit.training.checkpoint import load_checkpoint
 
@@ -78,6 +79,9 @@ def resolve_device(name: str) -> torch.device:
 def build_split(config: DataConfig, split: str, train: bool) -> DMLDataset:
     """Split ``split`` of the configured dataset with the training or the evaluation transform."""
     transform = create_transform(config.transform, train=train, image_size=config.image_size)
+    reserved = ("split", "root", "transform", "val_classes", "seed")
+    _check_options("data.options", "dataset", config.name, DATASETS.get(config.name),
+                   config.options, reserved)  # fmt: skip
     return _build(
         "data.options",
         create_dataset,
@@ -166,9 +170,8 @@ def build_model(config: ModelConfig) -> EmbeddingModel:
     kwargs: dict[str, Any] = {
         name: getattr(config, name) for name in MODEL_FIELDS if getattr(config, name) is not None
     }
-    clash = sorted(set(kwargs) & set(config.options))
-    if clash:
-        raise ConfigError(f"model.options: {clash} are model fields; set them there instead")
+    _check_options("model.options", "model", config.name, MODELS.get(config.name),
+                   config.options, ("embedding_dim", *MODEL_FIELDS))  # fmt: skip
     return _build(
         "model.options",
         create_model,
@@ -177,6 +180,41 @@ def build_model(config: ModelConfig) -> EmbeddingModel:
         **kwargs,
         **config.options,
     )
+
+
+def _accepted(factory: Callable[..., Any]) -> tuple[list[str], bool]:
+    """The keyword names ``factory`` takes and whether it also takes any other (``**kwargs``)."""
+    params = inspect.signature(factory).parameters
+    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return [
+        n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ], open_kwargs
+
+
+def _check_options(
+    section: str,
+    kind: str,
+    name: str,
+    factory: Callable[..., Any],
+    options: dict[str, Any],
+    reserved: Sequence[str] = (),
+) -> None:
+    """``ConfigError`` when ``options`` sets a ``reserved`` argument (one the config sets through
+    its own fields) or one ``factory`` does not take; the message lists the accepted options."""
+    named, open_kwargs = _accepted(factory)
+    accepted = [n for n in named if n not in reserved]
+    clash = sorted(set(options) & set(reserved))
+    if clash:
+        raise ConfigError(
+            f"{section}: {clash} are set by other config fields, not by {section}; "
+            f"{section} accepted for {kind} {name!r}: {', '.join(accepted) or 'none'}"
+        )
+    unknown = sorted(set(options) - set(named))
+    if unknown and not open_kwargs:
+        raise ConfigError(
+            f"{section}: unknown option(s) {unknown} for {kind} {name!r}; "
+            f"accepted: {', '.join(accepted) or 'none'}"
+        )
 
 
 def _create_with_context(
@@ -189,15 +227,8 @@ def _create_with_context(
 ) -> T:
     """``factory(**options)``, adding each ``context`` value the factory takes and the options do
     not set; unknown options raise ``ConfigError`` listing the accepted ones."""
+    _check_options(section, kind, name, factory, options)
     params = inspect.signature(factory).parameters
-    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    named = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    unknown = sorted(set(options) - set(named))
-    if unknown and not open_kwargs:
-        raise ConfigError(
-            f"{section}: unknown option(s) {unknown} for {kind} {name!r}; "
-            f"accepted: {', '.join(named)}"
-        )
     kwargs = dict(options)
     for key, value in context.items():
         if key in params and key not in kwargs:
