@@ -42,7 +42,8 @@ from dmlkit.training.seed import rng_state_from_legacy
 KIND = "checkpoint"
 # What the numpy arrays of an old checkpoint's RNG state unpickle through, under the names numpy 2
 # and numpy 1 write.
-_reconstruct = np._core.multiarray._reconstruct
+_numpy_core = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed numpy.core
+_reconstruct = _numpy_core.multiarray._reconstruct
 LEGACY_NUMPY_GLOBALS: list[Any] = [
     np.ndarray,
     np.dtype,

@@ -44,7 +44,7 @@ def capture_rng_state() -> dict[str, Any]:
     plain values (a checkpoint holds nothing else)."""
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": _numpy_state(np.random.get_state()),
+        "numpy": _numpy_state(tuple(np.random.get_state(legacy=True))),
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
