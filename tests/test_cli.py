@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import dmlkit.report
+import dmlkit.reporting
 from dmlkit.cli import main
 from dmlkit.commands.train import ZERO_SHOT_HINT
 
@@ -119,7 +119,7 @@ def test_train_builds_the_report_with_the_test_images(
         calls.append((Path(run_dir), dataset))
         return Path(run_dir) / "report" / "index.html"
 
-    monkeypatch.setattr(dmlkit.report, "build_report", fake_report)
+    monkeypatch.setattr(dmlkit.reporting, "build_report", fake_report)
     argv = ["train", *FAST, "--set", "train.steps=2", "--set", "train.eval_every=0",
             "--set", "eval.before=false", "--set", f"output.dir={tmp_path}"]  # fmt: skip
     assert main(argv) == 0

@@ -19,7 +19,7 @@ import torch
 import yaml
 from PIL import Image
 
-from dmlkit.report import build_report
+from dmlkit.reporting import build_report
 from dmlkit.reporting.figures import (
     CORRECT,
     QUERY,
@@ -32,6 +32,7 @@ from dmlkit.reporting.fonts import label_fonts
 from dmlkit.reporting.neighbours import retrieve
 from dmlkit.reporting.page import metrics_table
 from dmlkit.reporting.run import read_log
+from dmlkit.training.run_metrics import RunMetrics
 
 FIGURES = ("curves.png", "recall_at_k.png", "embedding_map.png", "retrieval.png")
 CHROMIUM = "/usr/bin/chromium"
@@ -249,8 +250,7 @@ def test_log_reading_and_table_edge_cases(tmp_path: Path) -> None:
     log.write_text('{"kind": "train", "step": 1}\n{"kind": "tr')
     with pytest.raises(ValueError, match=r"log\.jsonl:2: not a JSON object"):
         read_log(log)
-    table = metrics_table({"before": None, "final": {"map@r": 0.5}, "best": {"map@r": math.nan}},
-                          counts=())  # fmt: skip
+    table = metrics_table(RunMetrics(final={"map@r": 0.5}, best={"map@r": math.nan}), counts=())
     assert "<td>map@r</td><td>50.00</td><td>nan</td>" in table and "before" not in table
     np.testing.assert_allclose(trailing_mean(np.array([2.0, 4.0, math.nan, 8.0]), 2),
                                [2.0, 3.0, 4.0, 8.0])  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def run(args: argparse.Namespace) -> int:
     """Build the report of ``args.run_dir`` and print where it is."""
-    from dmlkit.report import build_report
+    from dmlkit.reporting import build_report
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "metrics.json").is_file():

@@ -17,6 +17,7 @@ from dmlkit.config import ExperimentConfig, load_config
 from dmlkit.training import Trainer, TrainingInterrupted, latest_run_dir, metrics_table, new_run_dir
 from dmlkit.training.build import resolve_device
 from dmlkit.training.distributed import init_distributed, peer_failure
+from dmlkit.training.run_metrics import RunMetrics
 
 ZERO_SHOT_HINT = (
     "note: the test split holds out IMAGES of the training classes, not classes: this shows that "
@@ -39,7 +40,7 @@ def _build_report(run_dir: Path, trainer: Trainer) -> None:
     """Write the run's report, or print a one-line notice saying why not and how to retry."""
     retry = f"build it later with: dmlkit report {run_dir}"
     try:
-        from dmlkit.report import build_report
+        from dmlkit.reporting import build_report
 
         print(f"report: {build_report(run_dir, dataset=trainer.splits.test)}")
     except ImportError:
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         context.close()
     if not context.is_main:
         return 0
-    print(metrics_table(metrics))
+    print(metrics_table(RunMetrics.from_dict(metrics)))
     if trainer.config.output.report:
         _build_report(run_dir, trainer)
     print(f"run folder: {run_dir}")

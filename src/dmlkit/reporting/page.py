@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dmlkit.training.run_metrics import RunMetrics
+
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
        max-width: 1150px; padding: 0 1em; color: #222; line-height: 1.45; }
@@ -53,15 +55,20 @@ def format_value(name: str, value: Any, counts: Sequence[str]) -> str:
     return "nan" if not math.isfinite(value) else f"{100 * value:.2f}"
 
 
-def metrics_table(metrics: dict[str, Any], counts: Sequence[str]) -> str:
+def metrics_table(metrics: RunMetrics, counts: Sequence[str]) -> str:
     """Rows = metrics, columns = before / final / best and the change final - before (points)."""
-    columns = [c for c in ("before", "final", "best") if isinstance(metrics.get(c), dict)]
+    values = {
+        c: v
+        for c, v in (("before", metrics.before), ("final", metrics.final), ("best", metrics.best))
+        if v is not None
+    }
+    columns = list(values)
     if not columns:
         return '<p class="note">metrics.json has no before/final/best metrics.</p>'
     names: list[str] = []
     for column in columns:
-        names += [n for n in metrics[column] if n not in names]
-    best_step = metrics.get("best_step")
+        names += [n for n in values[column] if n not in names]
+    best_step = metrics.best_step
     heads = [
         f"best (step {best_step})" if c == "best" and best_step is not None else c for c in columns
     ]
@@ -71,9 +78,9 @@ def metrics_table(metrics: dict[str, Any], counts: Sequence[str]) -> str:
     body = []
     for name in names:
         cells = [f"<td>{html.escape(name)}</td>"]
-        cells += [f"<td>{format_value(name, metrics[c].get(name), counts)}</td>" for c in columns]
+        cells += [f"<td>{format_value(name, values[c].get(name), counts)}</td>" for c in columns]
         if change:
-            a, b = metrics["before"].get(name), metrics["final"].get(name)
+            a, b = values["before"].get(name), values["final"].get(name)
             numeric = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (a, b))
             if numeric and name not in counts:
                 delta = 100 * (b - a)

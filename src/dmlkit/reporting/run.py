@@ -6,16 +6,15 @@
     metrics.json           {"before", "final", "best", "best_step", "selected_on", "dataset", "ks", ...}
     embeddings/test.npz    emb (N, D) float32, labels (N,) int64, index (N,) int64
 
-Only ``metrics.json`` is required; a missing log, config or embeddings file leaves the parts of the
-report that need it out, with a note. Non-finite numbers, which the logs write as the strings
-``"nan"``, ``"inf"`` and ``"-inf"``, are read back as floats. Memory: the log rows and the
-embeddings, O(rows + N D).
+Only ``metrics.json`` is required (read as :class:`~dmlkit.training.run_metrics.RunMetrics`); a
+missing log, config or embeddings file leaves the parts of the report that need it out, with a
+note. Non-finite numbers, which the logs write as the strings ``"nan"``, ``"inf"`` and ``"-inf"``,
+are read back as floats. Memory: the log rows and the embeddings, O(rows + N D).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+from dmlkit.training.run_metrics import RunMetrics, from_json_value
 
 
 @dataclass
@@ -41,23 +40,12 @@ class RunFolder:
     """Everything the report reads from a run folder (module docstring)."""
 
     path: Path
-    metrics: dict[str, Any]
+    metrics: RunMetrics
     config: dict[str, Any] | None = None
     train_rows: list[dict[str, Any]] = field(default_factory=list)
     eval_rows: list[dict[str, Any]] = field(default_factory=list)
     embeddings: TestEmbeddings | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _finite_or_marked(value: Any) -> Any:
-    """``value`` with the logs' non-finite markers turned back into floats, recursively."""
-    if isinstance(value, str) and value in NON_FINITE:
-        return NON_FINITE[value]
-    if isinstance(value, dict):
-        return {k: _finite_or_marked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_marked(v) for v in value]
-    return value
 
 
 def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -73,7 +61,7 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             raise ValueError(f"{path}:{number}: not a JSON object ({err.msg})") from err
         if not isinstance(row, dict) or row.get("kind") not in ("train", "eval"):
             raise ValueError(f"{path}:{number}: expected a record with kind 'train' or 'eval'")
-        (train if row["kind"] == "train" else evals).append(_finite_or_marked(row))
+        (train if row["kind"] == "train" else evals).append(from_json_value(row))
     return train, evals
 
 
@@ -103,10 +91,7 @@ def load_run(run_dir: str | Path) -> RunFolder:
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{path}: expected a finished run folder with metrics.json")
-    metrics = _finite_or_marked(json.loads(metrics_path.read_text()))
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{metrics_path}: expected a JSON object, got {type(metrics).__name__}")
-    run = RunFolder(path, metrics)
+    run = RunFolder(path, RunMetrics.read(metrics_path))
     config_path = path / "config.yaml"
     if config_path.is_file():
         config = yaml.safe_load(config_path.read_text())

@@ -15,18 +15,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from dmlkit.training.run_metrics import to_json_value
+
 TRAIN_FIELDS = ("kind", "step", "epoch", "split", "loss", "lr", "images_per_s")
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
 
 
 def _summary_writer() -> Any:
@@ -78,7 +73,7 @@ class RunLogger:
 
     def log(self, record: dict[str, Any]) -> None:
         """Append ``record`` to every log."""
-        self._jsonl.write(json.dumps({k: _json_value(v) for k, v in record.items()}) + "\n")
+        self._jsonl.write(json.dumps(to_json_value(record)) + "\n")
         self._jsonl.flush()
         self._write_csv_row(record)
         if self._tb is not None:

@@ -40,7 +40,6 @@ Ctrl-C in a single-process run stops after the current step with ``last.pt`` wri
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import time
 import warnings
@@ -85,6 +84,7 @@ from dmlkit.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from dmlkit.training.logging import RunLogger
 from dmlkit.training.nonfinite import NonFiniteError, nonfinite_what
 from dmlkit.training.optim import build_optimizer, build_scheduler
+from dmlkit.training.run_metrics import RunMetrics
 from dmlkit.training.rundir import has_checkpoint
 from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
 
@@ -179,6 +179,7 @@ class Trainer:
         self.test_embeddings: tuple[int, Tensor, Tensor] | None = None
         self.logger: RunLogger | None = None
         self.checkpoint_step: int | None = None
+        self.run_metrics: RunMetrics | None = None
         self.console = Progress(cfg.train.steps, cfg.train.progress and self.dist.is_main)
 
     # ----------------------------------------------------------------------------- the run
@@ -577,7 +578,8 @@ class Trainer:
     # ------------------------------------------------------------------------------ the end
 
     def finish(self) -> dict[str, Any]:
-        """Test metrics of the final and of the selected model, test embeddings, metrics.json."""
+        """Test metrics of the final and of the selected model, test embeddings, metrics.json
+        (:class:`~dmlkit.training.run_metrics.RunMetrics`, also kept as ``run_metrics``)."""
         cfg = self.config
         if self.last_test is None:
             raise RuntimeError("finish() needs the final test evaluation of train_until()")
@@ -606,23 +608,23 @@ class Trainer:
                 index=np.arange(len(labels), dtype=np.int64),
             )
         total_images = self.step * cfg.data.batch_size * self.dist.world_size
-        metrics = {
-            "before": self.before,
-            "final": self.last_test,
-            "best": best_test,
-            "best_step": self.best["step"],
-            "selected_on": "test" if cfg.train.select_on_test else "val",
-            "selection_metric": cfg.eval.select_metric,
-            "best_selection_value": self.best["value"],
-            "best_val": self.best["val"],
-            "dataset": cfg.data.name,
-            "ks": list(cfg.eval.ks),
-            "steps": self.step,
-            "stopped_early": self.stopped,
-            "nonfinite_skipped": self.nonfinite_skipped,
-            "train_time_s": self.train_time_s,
-            "images_per_s": total_images / max(self.train_time_s, 1e-9),
-        }
+        self.run_metrics = RunMetrics(
+            before=self.before,
+            final=self.last_test,
+            best=best_test,
+            best_step=self.best["step"],
+            selected_on="test" if cfg.train.select_on_test else "val",
+            selection_metric=cfg.eval.select_metric,
+            best_selection_value=self.best["value"],
+            best_val=self.best["val"],
+            dataset=cfg.data.name,
+            ks=list(cfg.eval.ks),
+            steps=self.step,
+            stopped_early=self.stopped,
+            nonfinite_skipped=self.nonfinite_skipped,
+            train_time_s=self.train_time_s,
+            images_per_s=total_images / max(self.train_time_s, 1e-9),
+        )
         if self.dist.is_main:
-            (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        return metrics
+            self.run_metrics.write(self.run_dir / "metrics.json")
+        return self.run_metrics.to_dict()

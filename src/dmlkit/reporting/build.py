@@ -1,6 +1,6 @@
 """The report of a finished run: ``RUN_DIR/report/index.html`` plus its figures as PNGs.
 
-    from dmlkit.report import build_report
+    from dmlkit.reporting import build_report
     build_report("runs/demo-20260101-120000")          # or: dmlkit report RUN_DIR
 
 The page is self-contained (figures embedded as base64 data URIs, inline CSS), so the one file
@@ -42,6 +42,7 @@ from dmlkit.reporting.neighbours import MIN_MAP_POINTS, project_2d, retrieve
 from dmlkit.reporting.page import Section, metrics_table, render_page
 from dmlkit.reporting.run import RunFolder, TestEmbeddings, load_run
 from dmlkit.training.evaluate import COUNTS
+from dmlkit.training.run_metrics import RunMetrics
 
 EVAL_FIELDS = ("kind", "step", "epoch", "split")
 NAME_LENGTH = 18
@@ -81,34 +82,33 @@ def _config_get(config: dict[str, Any] | None, section: str, key: str) -> Any:
 
 def _summary(run: RunFolder) -> list[str]:
     m, cfg = run.metrics, run.config
-    items = [f"dataset {m.get('dataset', _config_get(cfg, 'data', 'name'))}"]
+    items = [f"dataset {m.dataset or _config_get(cfg, 'data', 'name')}"]
     model = _config_get(cfg, "model", "name")
     if model is not None:
         items.append(f"model {model} ({_config_get(cfg, 'model', 'embedding_dim')}-d)")
     loss = _config_get(cfg, "loss", "name")
     if loss is not None:
         items.append(f"loss {loss}")
-    if isinstance(m.get("steps"), int):
+    if m.steps is not None:
         timing = ""
-        if isinstance(m.get("train_time_s"), (int, float)):
-            timing = f" in {m['train_time_s'] / 60:.1f} min"
-        if isinstance(m.get("images_per_s"), (int, float)):
-            timing += f" ({m['images_per_s']:.0f} images/s)"
-        items.append(f"{m['steps']} steps{timing}")
-    if m.get("best_step") is not None:
-        by = f" by {m['selection_metric']}" if m.get("selection_metric") else ""
-        items.append(f"selected step {m['best_step']} on {m.get('selected_on', '?')}{by}")
+        if m.train_time_s is not None:
+            timing = f" in {m.train_time_s / 60:.1f} min"
+        if m.images_per_s is not None:
+            timing += f" ({m.images_per_s:.0f} images/s)"
+        items.append(f"{m.steps} steps{timing}")
+    if m.best_step is not None:
+        by = f" by {m.selection_metric}" if m.selection_metric else ""
+        items.append(f"selected step {m.best_step} on {m.selected_on or '?'}{by}")
     return items
 
 
-def _recall_curves(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+def _recall_curves(metrics: RunMetrics) -> dict[str, dict[str, float]]:
     curves = {}
-    for key, label in (("before", "before training"), ("final", "final")):
-        if isinstance(metrics.get(key), dict):
-            curves[label] = metrics[key]
-    best = metrics.get("best")
-    if isinstance(best, dict) and best != metrics.get("final"):
-        curves[f"selected (step {metrics.get('best_step')})"] = best
+    for values, label in ((metrics.before, "before training"), (metrics.final, "final")):
+        if values:
+            curves[label] = values
+    if metrics.best and metrics.best != metrics.final:
+        curves[f"selected (step {metrics.best_step})"] = metrics.best
     return curves
 
 
@@ -166,7 +166,7 @@ def build_report(
     out.mkdir(exist_ok=True)
     notes = list(run.notes)
     metrics = run.metrics
-    if metrics.get("selected_on") == "test":
+    if metrics.selected_on == "test":
         notes.append(
             "The model was selected on the test split (test-set feedback): the 'best' column is "
             "optimistic; select on a validation split for an unbiased estimate."
@@ -175,13 +175,13 @@ def build_report(
 
     if run.train_rows or run.eval_rows:
         fig = curves_figure(run.train_rows, run.eval_rows, _curve_metrics(run.eval_rows),
-                            metrics.get("best_step"), str(metrics.get("selected_on", "")))  # fmt: skip
+                            metrics.best_step, metrics.selected_on or "")  # fmt: skip
         sections.append(_section(out, "curves.png", "Training curves", fig,
                                  "Loss and learning rate per logged step; metrics per evaluation."))  # fmt: skip
     else:
         sections.append(Section("Training curves", note="No log records."))
 
-    ks = [int(k) for k in metrics.get("ks") or []]
+    ks = [int(k) for k in metrics.ks]
     curves = _recall_curves(metrics)
     if ks and any(f"recall@{k}" in c for c in curves.values() for k in ks):
         sections.append(_section(out, "recall_at_k.png", "Recall@K", recall_figure(ks, curves),
