@@ -10,6 +10,7 @@ writes. A training that finished is never reported as a failure: when the report
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -52,8 +53,9 @@ def _build_report(run_dir: Path, trainer: Trainer) -> None:
 def _continue_hint(err: TrainingInterrupted, args: argparse.Namespace, run_dir: Path) -> str:
     """What to run to continue an interrupted training."""
     if err.checkpoint_step is None:
-        again = " ".join(["dmlkit train", *([args.config] if args.config else [])])
-        return f"no checkpoint was written yet; start again with: {again}"
+        again = ["dmlkit train", *([args.config] if args.config else [])]
+        again += [shlex.join(["--set", value]) for value in args.set]
+        return f"no checkpoint was written yet; start again with: {' '.join(again)}"
     return (
         f"{run_dir / 'checkpoints' / 'last.pt'} holds step {err.checkpoint_step}; continue with: "
         f"dmlkit train --resume {run_dir}"
@@ -96,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
                 f"\ndmlkit: interrupted at step {err.step}; {_continue_hint(err, args, run_dir)}",
                 file=sys.stderr,
             )
+        return 130
+    except KeyboardInterrupt:
+        if context.is_main:
+            print("\ndmlkit: interrupted before training started", file=sys.stderr)
         return 130
     except RuntimeError as err:
         message = peer_failure(err, context, config.train.dist_timeout)
