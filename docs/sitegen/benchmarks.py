@@ -9,7 +9,7 @@ The results have no common schema, so the renderer goes by shape, not by name:
   pairs or flat mappings of these become columns (``summary.map@r``), deeper fields are named
   under the table; a table with many columns and few rows is turned on its side;
 - any other mapping becomes its own section, recursively, and what is still nested deeper than
-  tables allow is shown folded as JSON;
+  tables allow is shown folded as JSON (sections with folded JSON come after the tables);
 - ``machine`` (date, CPU, cores, threads, load, versions) closes every page.
 
 Nothing in a result can stop the build: an unexpected shape falls back to folded JSON.
@@ -213,7 +213,9 @@ def result_page(result: Result, scripts: dict[str, str]) -> Page:
     if settings:
         rows = [(k, as_cell(v, k)) for k, v in settings.items()]
         parts.append("## Settings\n\n" + table(["field", "value"], rows))
-    parts += [section(str(k), v, 2) for k, v in body.items() if k not in settings]
+    sections = [section(str(k), v, 2) for k, v in body.items() if k not in settings]
+    parts += [s for s in sections if "??? note" not in s]  # tables first, folded JSON after
+    parts += [s for s in sections if "??? note" in s]
     if "machine" in data:
         parts.append(machine_section(data["machine"]))
     return Page(f"benchmarks/{result.name}.md", result.name, "\n\n".join(parts) + "\n")

@@ -81,7 +81,7 @@ def _runner(root: griffe.Module, parser: argparse.ArgumentParser) -> str:
 
 def _usage(parser: argparse.ArgumentParser) -> str:
     previous = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"
+    os.environ["COLUMNS"] = "80"
     try:
         return parser.format_usage().removeprefix("usage: ")
     finally:
