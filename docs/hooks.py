@@ -2,6 +2,9 @@
 
 On every build (and every reload of ``mkdocs serve``) the pages of :mod:`sitegen` are generated
 from the checkout this file belongs to and added to the site as if they were files in ``docs/``.
+Docstrings and benchmark results are read again on each reload; the loss registry and the
+argument parser are imported once per process, so restart ``mkdocs serve`` to see a newly
+registered loss or a new command.
 """
 
 from __future__ import annotations

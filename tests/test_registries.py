@@ -11,7 +11,7 @@ or through the modules it imports.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -234,16 +234,11 @@ def test_the_scan_finds_each_way_dmlkit_registers() -> None:
     assert "dmlkit.commands.list" not in found  # reads registries, registers nothing
 
 
-def _write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-
-
-def test_a_module_its_package_does_not_import_is_reported(tmp_path: Path) -> None:
+def test_a_module_its_package_does_not_import_is_reported(
+    tmp_path: Path, write_files: Callable[[Path, dict[str, str]], None]
+) -> None:
     root = tmp_path / "pkg"
-    _write(
+    write_files(
         root,
         {
             "__init__.py": "",

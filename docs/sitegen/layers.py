@@ -3,7 +3,7 @@
 A folder with an ``__init__.py`` is a package and gets a page, so a new layer gets one without
 editing the site. Pages come in the order of the layer rule, ``LAYERS`` in
 ``tests/test_layers.py`` (each layer imports only from those before it); packages the rule does
-not list follow, those that import fewer other packages first.
+not list follow by name.
 
 Each page holds the package's docstring, a table of its public names (``__all__``) with a link to
 where each is documented, and every public submodule rendered by mkdocstrings. A name the
@@ -35,15 +35,7 @@ def package_names(src: Path) -> list[str]:
         if (d / "__init__.py").is_file() and not d.name.startswith("_")
     )
     declared = declared_layers(src.parent / "tests" / "test_layers.py")
-    depth = import_depths(src / "dmlkit", found)
-    return sorted(
-        found,
-        key=lambda n: (
-            declared.index(n) if n in declared else len(declared),
-            depth[n],
-            n,
-        ),
-    )
+    return sorted(found, key=lambda n: (declared.index(n) if n in declared else len(declared), n))
 
 
 def declared_layers(path: Path) -> list[str]:
@@ -62,38 +54,6 @@ def declared_layers(path: Path) -> list[str]:
                 if isinstance(e, ast.Constant) and isinstance(e.value, str)
             ]
     return []
-
-
-def _imported_packages(folder: Path, names: list[str]) -> set[str]:
-    used: set[str] = set()
-    for path in folder.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            modules: list[str] = []
-            if isinstance(node, ast.Import):
-                modules = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                modules = [node.module]
-            for module in modules:
-                parts = module.split(".")
-                if parts[0] == "dmlkit" and len(parts) > 1 and parts[1] in names:
-                    used.add(parts[1])
-    return used - {folder.name}
-
-
-def import_depths(package_dir: Path, names: list[str]) -> dict[str, int]:
-    """For each package, the length of the longest chain of packages it imports (cycles cut)."""
-    imports = {n: _imported_packages(package_dir / n, names) for n in names}
-    depths: dict[str, int] = {}
-
-    def depth(name: str, path: frozenset[str]) -> int:
-        if name not in depths:
-            below = [depth(d, path | {name}) for d in imports[name] if d not in path]
-            depths[name] = 1 + max(below, default=-1)
-        return depths[name]
-
-    for name in names:
-        depth(name, frozenset())
-    return depths
 
 
 def summary(obj: griffe.Object) -> str:
@@ -119,19 +79,19 @@ def _directive(path: str, **options: Any) -> str:
     return "\n".join(lines)
 
 
-def _is_package(module: griffe.Object) -> bool:
+def _is_package(module: griffe.Module) -> bool:
     """Whether ``module`` is a package (Griffe's ``is_package`` is true for the top one only)."""
     return bool(module.is_package or module.is_subpackage)
 
 
 def _public_modules(module: griffe.Module) -> list[griffe.Module]:
+    """The public modules under ``module``, subpackages' modules included, by name."""
     found: list[griffe.Module] = []
     for name, member in sorted(module.members.items()):
-        if member.is_alias or not member.is_module or not public(name):
-            continue
-        found.append(member)  # type: ignore[arg-type]
-        if _is_package(member):
-            found += _public_modules(member)  # type: ignore[arg-type]
+        if isinstance(member, griffe.Module) and public(name):
+            found.append(member)
+            if _is_package(member):
+                found += _public_modules(member)
     return found
 
 
@@ -162,7 +122,9 @@ def _exports_table(root: griffe.Module, package: griffe.Module) -> tuple[str, li
 
 def package_page(root: griffe.Module, name: str) -> Page:
     """The API page of ``dmlkit.<name>``."""
-    package: griffe.Module = root.members[name]  # type: ignore[assignment]
+    package = root.members[name]
+    if not isinstance(package, griffe.Module):
+        raise TypeError(f"{root.path}.{name}: expected a package, found {package!r}")
     exports, local = _exports_table(root, package)
     parts = [
         _directive(package.path, heading_level=1, members=False, show_root_full_path=True),

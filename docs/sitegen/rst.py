@@ -301,7 +301,7 @@ def convert(root: griffe.Module) -> None:
         if obj.docstring is not None:
             obj.docstring.value = to_markdown(obj.docstring.value, resolver(root, obj))
         for member in obj.members.values():
-            if not member.is_alias:
-                visit(member)  # type: ignore[arg-type]
+            if isinstance(member, griffe.Object):  # not an alias: converted where defined
+                visit(member)
 
     visit(root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import griffe
@@ -16,6 +17,7 @@ from sitegen.losses import loss_page
 from sitegen.markdown import cell, number
 from sitegen.rst import convert, inline, target, to_markdown
 
+WriteFiles = Callable[[Path, dict[str, str]], None]
 LINKS = {"Foo": "pkg.Foo", "pkg.mod.bar": "pkg.mod.bar", ".sib": "pkg.sib"}
 
 
@@ -23,17 +25,10 @@ def resolve(name: str) -> str | None:
     return LINKS.get(name)
 
 
-def write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-
-
 @pytest.fixture
-def pkg(tmp_path: Path) -> griffe.Module:
+def pkg(tmp_path: Path, write_files: WriteFiles) -> griffe.Module:
     """A small package, loaded and converted as the site does."""
-    write(
+    write_files(
         tmp_path / "pkg",
         {
             "__init__.py": '"""The package."""\n',
@@ -146,24 +141,25 @@ def test_package_page_links_public_names_and_renders_the_rest_itself(
     assert "_hidden" not in text.split("## Public names")[1].split("::: pkg.things.mod")[1]
 
 
-def test_layer_order_follows_the_layer_test_then_import_depth(tmp_path: Path) -> None:
-    write(
+def test_layer_order_follows_the_layer_test_then_names(
+    tmp_path: Path, write_files: WriteFiles
+) -> None:
+    write_files(
         tmp_path,
         {
             "src/dmlkit/__init__.py": "",
             "src/dmlkit/base/__init__.py": "",
-            "src/dmlkit/upper/__init__.py": "import dmlkit.base\n",
-            "src/dmlkit/top/__init__.py": "from dmlkit.extra import x\n",
-            "src/dmlkit/extra/__init__.py": "from dmlkit.upper import y\n",
-            "src/dmlkit/lone/__init__.py": "",
+            "src/dmlkit/upper/__init__.py": "",
+            "src/dmlkit/top/__init__.py": "",
+            "src/dmlkit/extra/__init__.py": "",
             "src/dmlkit/_private/__init__.py": "",
             "src/dmlkit/notapackage/data.yaml": "",
             "tests/test_layers.py": 'LAYERS = [\n    "upper",\n    "base",\n]\n',
         },
     )
-    assert package_names(tmp_path / "src") == ["upper", "base", "lone", "extra", "top"]
+    assert package_names(tmp_path / "src") == ["upper", "base", "extra", "top"]
     (tmp_path / "tests" / "test_layers.py").unlink()
-    assert package_names(tmp_path / "src") == ["base", "lone", "upper", "extra", "top"]
+    assert package_names(tmp_path / "src") == ["base", "extra", "top", "upper"]
 
 
 class FakeRegistry:
@@ -268,9 +264,9 @@ def test_result_page_renders_by_shape() -> None:
     assert "## Machine" in text and "| versions.torch | 2.4 |" in text
 
 
-def test_any_json_gets_a_page(tmp_path: Path) -> None:
+def test_any_json_gets_a_page(tmp_path: Path, write_files: WriteFiles) -> None:
     results = tmp_path / "results"
-    write(
+    write_files(
         results,
         {
             "plain.json": "[1, 2, 3]",
@@ -281,7 +277,7 @@ def test_any_json_gets_a_page(tmp_path: Path) -> None:
             "with.md": "# Report\n\nText.\n",
         },
     )
-    write(tmp_path / "bench", {"bench_with.py": 'OUT = "with.json"\n'})
+    write_files(tmp_path / "bench", {"bench_with.py": 'OUT = "with.json"\n'})
     loaded = {r.name: r for r in load_results(results)}
     assert set(loaded) == {"plain", "broken", "table", "with", "notes"}
     assert "not readable as JSON" in loaded["broken"].data["error"]
