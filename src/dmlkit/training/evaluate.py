@@ -19,6 +19,7 @@ from dmlkit.evaluation import evaluate, extract_embeddings
 from dmlkit.methods import TrainingMethod
 from dmlkit.training.amp import autocast
 from dmlkit.training.distributed import DistributedContext, gather_sharded
+from dmlkit.training.loaders import loader_options
 
 PER_K = {"recall": "recall@{}", "precision_at_k": "precision@{}", "map_at_k": "map@{}"}
 COUNTS = ("num_queries", "num_excluded_queries")
@@ -43,8 +44,12 @@ def embed_dataset(
     num_workers: int = 0,
     progress: str | None = None,
     context: DistributedContext | None = None,
+    worker_threads: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """``(emb (N, D) float32, labels (N,) int64)`` of ``dataset`` in item order, on the CPU.
+
+    ``num_workers`` loader workers of ``worker_threads`` threads each
+    (:func:`~dmlkit.training.loaders.loader_options`).
 
     With a distributed ``context`` every rank embeds its shard (items ``rank, rank + W, ...``)
     and every rank returns all ``N`` rows (:func:`~dmlkit.training.distributed.gather_sharded`);
@@ -62,8 +67,7 @@ def embed_dataset(
         batch_size=batch_size,
         shuffle=False,
         sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+        **loader_options(num_workers, worker_threads, device),
     )
     with autocast(device, amp):
         emb, labels = extract_embeddings(
