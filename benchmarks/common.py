@@ -136,9 +136,10 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``{"machine": ..., **payload}`` to ``benchmarks/results/<name>.json``; return path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+def write_result(name: str, payload: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    """Write ``{"machine": ..., **payload}`` to ``<directory>/<name>.json`` (default
+    ``benchmarks/results/``); return the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     path.write_text(json.dumps({"machine": machine_info(), **payload}, indent=2) + "\n")
     return path

@@ -187,7 +187,12 @@ class TrainConfig:
 class EvalConfig:
     """Metrics (names of :func:`dmlkit.evaluation.evaluate`), Recall@K values, the selection
     metric, whether to evaluate the untrained model (``before``) and the test split at every
-    periodic evaluation (``periodic_test``)."""
+    periodic evaluation (``periodic_test``).
+
+    ``knn_backend``: ``torch`` (exact, default), ``faiss`` (exact), or approximate search for
+    large collections, ``faiss_ivf`` or ``faiss_hnsw`` with ``knn_options`` (see
+    :mod:`dmlkit.evaluation.approximate`); approximate evaluations report the recall of the
+    neighbours against exact search (``knn_recall@...``) beside the metrics."""
 
     metrics: list[str] = field(
         default_factory=lambda: ["recall", "precision@1", "r_precision", "map@r", "nmi"]
@@ -198,6 +203,8 @@ class EvalConfig:
     batch_size: int = 256
     before: bool = True
     periodic_test: bool = True
+    knn_backend: str = "torch"
+    knn_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -417,6 +424,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("none", "bf16", "fp16"),
     "train.nonfinite": ("stop", "skip"),
     "eval.similarity": ("cosine", "dot", "euclidean"),
+    "eval.knn_backend": ("torch", "faiss", "faiss_ivf", "faiss_hnsw"),
 }
 
 

@@ -87,7 +87,9 @@ class DMLDataset(Dataset[tuple[Tensor, int]], ABC):
         return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch`` (see the module docstring)."""
+        """Select the augmentation stream of ``epoch`` >= 0 (see the module docstring)."""
+        if epoch < 0:
+            raise ValueError(f"epoch: expected an integer >= 0, got {epoch}")
         self._epoch.fill_(int(epoch))
 
     def sample_seed(self, i: int) -> int:

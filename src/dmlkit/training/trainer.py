@@ -81,7 +81,12 @@ from dmlkit.training.distributed import (
     init_distributed,
     process_device,
 )
-from dmlkit.training.evaluate import embed_dataset, metric_columns, score_views
+from dmlkit.training.evaluate import (
+    check_eval_config,
+    embed_dataset,
+    metric_columns,
+    score_views,
+)
 from dmlkit.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from dmlkit.training.loaders import loader_options
 from dmlkit.training.logging import RunLogger
@@ -139,7 +144,8 @@ class Trainer:
         )
         self.config = resolve_config(config, self.splits.train, self.sampler)
         cfg = self.config
-        self.columns = metric_columns(cfg.eval.metrics, cfg.eval.ks)
+        check_eval_config(cfg.eval)
+        self.columns = metric_columns(cfg.eval.metrics, cfg.eval.ks, cfg.eval.knn_backend)
         if cfg.eval.select_metric not in self.columns:
             raise ValueError(
                 f"eval.select_metric: {cfg.eval.select_metric!r} is not reported by the "
