@@ -23,6 +23,7 @@ augmentation distribution is the presets' distribution.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -62,16 +63,23 @@ def resized_size(width: int, height: int, short: int) -> tuple[int, int]:
     return int(short * width / height), short
 
 
+@functools.lru_cache(maxsize=8)
+def _log_ratio(ratio: tuple[float, float]) -> tuple[float, float]:
+    """``log(ratio)`` in float32, as torchvision computes it (cached: the same for every draw)."""
+    low, high = torch.log(torch.tensor(ratio)).tolist()
+    return low, high
+
+
 def random_resized_crop(
     width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float]
 ) -> tuple[int, int, int, int]:
     """``(i, j, h, w)`` (top, left, height, width) of torchvision's ``RandomResizedCrop`` on a
     ``width x height`` image, drawn from the CPU default generator (module docstring)."""
     area = height * width
-    log_ratio = torch.log(torch.tensor(ratio))
+    low, high = _log_ratio(ratio)
     for _ in range(10):
         target_area = area * torch.empty(1).uniform_(scale[0], scale[1]).item()
-        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+        aspect = torch.exp(torch.empty(1).uniform_(low, high)).item()
         w = round(math.sqrt(target_area * aspect))
         h = round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
