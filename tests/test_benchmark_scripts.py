@@ -57,8 +57,12 @@ def test_bench_input_pipeline_quick(tmp_path: Path) -> None:
     assert result["threads"] == 1 and result["images"] == 8 and result["rounds"] == 2
     assert set(result["ratios"]) == {"dml", "dml227", "caffe_bgr", "dml eval"}
     for preset, ratio in result["ratios"].items():
-        ours = result["images_per_s"][f"{preset}/ours"]
-        reference = result["images_per_s"][f"{preset}/reference"]
+        ours = result["images_per_cpu_s"][f"{preset}/ours"]
+        reference = result["images_per_cpu_s"][f"{preset}/reference"]
         assert ratio["ours_vs_reference"] == pytest.approx(ours / reference)
+        wall = result["images_per_wall_s"]
+        assert result["ratios_wall_clock"][preset]["ours_vs_reference"] == pytest.approx(
+            wall[f"{preset}/ours"] / wall[f"{preset}/reference"]
+        )
     assert set(result["decoders"]) == {"500x375", "1000x750"}
     assert 50 < result["kB_per_file"] < 90  # photo-like: about 2.8 bits per pixel at quality 90
