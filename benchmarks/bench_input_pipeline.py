@@ -1,8 +1,8 @@
 """Input pipeline: images/s per core from JPEG files to normalised batches, ours vs torchvision.
 
 A folder of photo-like JPEGs (500 x 375, quality 90; smooth colour fields, shapes, texture and
-noise, about 67 kB each, like a photo at that quality) is written to a temporary directory in
-ImageFolder layout. On one thread (``torch.set_num_threads(1)``, loading in the main process, as
+noise, about 67 kB each, like a photo at that quality; ``--size`` for others) is written to a
+temporary directory in ImageFolder layout. On one thread (``torch.set_num_threads(1)``, loading in the main process, as
 one loader worker does), every pipeline makes whole passes over the folder into batches of 32:
 
 - ``ours``: :class:`dmlkit.data.FileDataset` with the preset's training transform (``dml`` 224,
@@ -26,6 +26,7 @@ JPEGs, alternating the same way. Machine, load average (before and after) and ve
 the JSON.
 
     python benchmarks/bench_input_pipeline.py [--images 64] [--rounds 25] [--quick] [--out-dir DIR]
+                                              [--size 1000 750]   # -> input_pipeline_1000x750.json
 """
 
 from __future__ import annotations
@@ -235,6 +236,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64, help="JPEG files in the folder")
     parser.add_argument("--rounds", type=int, default=25, help="timed batches per pipeline")
     parser.add_argument("--quick", action="store_true", help="8 images, 2 rounds (smoke run)")
+    parser.add_argument("--size", type=int, nargs=2, default=[500, 375], help="JPEG width height")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR), help="where the JSON goes")
     args = parser.parse_args()
     if args.quick:
@@ -243,7 +245,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_folder(Path(tmp), args.images, (500, 375))
+        paths = write_folder(Path(tmp), args.images, tuple(args.size))
         kb_per_file = sum(p.stat().st_size for p in paths) / len(paths) / 1e3
         pipelines: dict[str, Dataset[Any]] = {
             **our_pipelines(paths),
@@ -261,7 +263,7 @@ def main() -> None:
         "RandomResizedCrop + flip + ToTensor + Normalize at the same output size",
         "threads": 1,
         "images": args.images,
-        "image_size": [500, 375],
+        "image_size": args.size,
         "jpeg_quality": 90,
         "kB_per_file": kb_per_file,
         "rounds": args.rounds,
@@ -277,7 +279,8 @@ def main() -> None:
         "passed": all(r["ours_vs_reference"] >= GOAL for r in ratios.values()),
         "decoders": decoders,
     }
-    path = write_result("input_pipeline", result, Path(args.out_dir))
+    name = "input_pipeline" + ("" if args.size == [500, 375] else "_{}x{}".format(*args.size))
+    path = write_result(name, result, Path(args.out_dir))
     for preset, r in ratios.items():
         text = ", ".join(f"{k} {v:.2f}x" for k, v in r.items())
         wall = result["ratios_wall_clock"][preset]["ours_vs_reference"]

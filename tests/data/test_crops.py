@@ -91,6 +91,14 @@ def test_crop_maps_back_to_the_original_and_rounds_inside_it() -> None:
         resized_size(0, 5, 256)
 
 
+def test_reduction_keeps_the_output_pixels() -> None:
+    assert Crop(0, 0, 900, 700, False).reduction(224) == 2  # 700 / 2 = 350, 700 / 4 < 224
+    assert Crop(0, 0, 1800, 1800, False).reduction(224) == 8
+    assert Crop(0, 0, 896, 896, False).reduction(224) == 4
+    assert Crop(0, 0, 447.9, 900, False).reduction(224) == 1
+    assert Crop(10, 20, 30, 40).scaled(0.5, 0.25) == Crop(5, 5, 15, 10)
+
+
 def _summaries(
     boxes: list[tuple[float, float, float, float, bool]], aspect: float
 ) -> dict[str, np.ndarray]:

@@ -35,7 +35,7 @@ def test_other_formats_go_through_pil(tmp_path: Path) -> None:
     rgba = np.random.default_rng(0).integers(0, 256, size=(7, 9, 4), dtype=np.uint8)
     path = tmp_path / "a.png"
     Image.fromarray(rgba).save(path)
-    expected = torch.from_numpy(np.asarray(Image.fromarray(rgba).convert("RGB"))).permute(2, 0, 1)
+    expected = torch.from_numpy(np.array(Image.fromarray(rgba).convert("RGB"))).permute(2, 0, 1)
     assert torch.equal(decode_file(path), expected)
     gray = tmp_path / "g.bmp"
     Image.new("L", (3, 2), 9).save(gray)
@@ -73,3 +73,77 @@ def test_file_items_equal_the_transform_of_the_decoded_image(tmp_path: Path, nam
             torch.manual_seed(ds.sample_seed(i))
             expected = tf(ds.image(i))
         assert label == ds.labels[i] and torch.equal(x, expected)
+
+
+def test_jpeg_size_reads_the_frame_header(tmp_path: Path) -> None:
+    from dmlkit.data.decode import jpeg_size, read_bytes
+
+    img = _photo(131, 77)
+    cases = {
+        "plain.jpg": {},
+        "progressive.jpg": {"progressive": True},
+        "exif.jpg": {"exif": Image.Exif().tobytes() + b"\x00" * 5000},
+        "gray.jpg": {},
+    }
+    for name, options in cases.items():
+        path = tmp_path / name
+        (img.convert("L") if name == "gray.jpg" else img).save(path, quality=90, **options)
+        assert jpeg_size(read_bytes(path)) == (131, 77), name
+    img.save(tmp_path / "x.png")
+    assert jpeg_size(read_bytes(tmp_path / "x.png")) is None
+    header = read_bytes(tmp_path / "plain.jpg")[:20]  # cut before the frame header
+    assert jpeg_size(header) is None
+
+
+@pytest.mark.parametrize("reduce", [2, 4])
+def test_reduced_decoding_is_pils_draft(tmp_path: Path, reduce: int) -> None:
+    from dmlkit.data.decode import decode_bytes, read_bytes
+
+    path = tmp_path / "big.jpg"
+    _photo(403, 301).save(path, quality=90)
+    pixels = decode_bytes(read_bytes(path), path, reduce)
+    with Image.open(path) as img:
+        img.draft("RGB", (403 // reduce, 301 // reduce))
+        expected = pil_to_uint8(img)
+    assert pixels.shape == (3, -(-301 // reduce), -(-403 // reduce))
+    assert torch.equal(pixels, expected)
+    png = tmp_path / "big.png"
+    _photo(40, 30).save(png)  # not a JPEG: the full image comes back
+    assert decode_bytes(read_bytes(png), png, 2).shape == (3, 30, 40)
+    with pytest.raises(ValueError, match="reduce: expected 1, 2, 4 or 8, got 3"):
+        decode_bytes(read_bytes(path), path, 3)
+
+
+def test_decoding_without_torchvision_gives_the_same_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dmlkit.data import decode
+
+    path = tmp_path / "x.jpg"
+    _photo().save(path, quality=90)
+    with_torchvision = decode_file(path)
+    monkeypatch.setattr(decode, "_DECODE_JPEG", None)
+    assert torch.equal(decode_file(path), with_torchvision)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_reduced_decoding_keeps_the_crop(tmp_path: Path, train: bool) -> None:
+    """A 1000 x 760 photo: crops of 2x the output or more are decoded at reduced size; the
+    result shows the same region as the full decoding within a few grey levels."""
+    field = np.random.default_rng(3).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    path = tmp_path / "large.jpg"
+    Image.fromarray(field).resize((1000, 760), Image.Resampling.BICUBIC).save(path, quality=95)
+    tf = create_transform("dml", train=train)
+    reduced = 0
+    for seed in range(12):
+        torch.manual_seed(seed)
+        box = tf.draw(1000, 760)
+        reduced += box.reduction(224) > 1
+        torch.manual_seed(seed)
+        fast = tf.from_file(path)
+        torch.manual_seed(seed)
+        full = tf.apply(decode_file(path))
+        std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+        grey_levels = ((fast - full) * std * 255).abs()
+        assert float(grey_levels.mean()) < 1.5 and float(grey_levels.max()) < 20
+    assert reduced > 0  # the reduced path was taken (always for the centre crop)

@@ -44,6 +44,15 @@ class Crop:
     height: float
     flip: bool = False
 
+    def scaled(self, sx: float, sy: float) -> Crop:
+        """The same region in an image resized by ``sx`` horizontally and ``sy`` vertically."""
+        return Crop(self.left * sx, self.top * sy, self.width * sx, self.height * sy, self.flip)
+
+    def reduction(self, size: int, factors: tuple[int, ...] = (8, 4, 2)) -> int:
+        """The largest of ``factors`` by which the image may be shrunk while this region still
+        has at least ``size`` pixels each way (1 when none may)."""
+        return next((f for f in factors if min(self.width, self.height) / f >= size), 1)
+
     def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
         """``(x0, y0, x1, y1)``: the region rounded to whole pixels of a ``width x height``
         image, clamped to it, at least one pixel each way."""

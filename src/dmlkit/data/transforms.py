@@ -36,8 +36,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dmlkit.core.registry import Registry
-from dmlkit.data.crops import dml_crop
-from dmlkit.data.decode import decode_file, pil_to_uint8
+from dmlkit.data.crops import Crop, dml_crop
+from dmlkit.data.decode import decode_bytes, jpeg_size, pil_to_uint8, read_bytes
 
 ImageTransform = Callable[[Image.Image], Tensor]
 TRANSFORMS: Registry[ImageTransform] = Registry("transform")
@@ -115,8 +115,10 @@ class DMLTransform:
     mirrored, and only then made float32: ImageNet ``(x / 255 - mean) / std`` per RGB channel, or
     with ``caffe`` the channels reversed to BGR, ``x - CAFFE_BGR_MEAN`` on the 0-255 scale.
 
-    ``__call__`` takes a ``PIL.Image``; ``from_file`` takes a path and decodes it with
-    :func:`~dmlkit.data.decode.decode_file` (what :class:`~dmlkit.data.base.FileDataset` uses).
+    ``__call__`` takes a ``PIL.Image``; ``from_file`` takes a path (what
+    :class:`~dmlkit.data.base.FileDataset` uses): it draws the crop from the JPEG header's size
+    and decodes at 1/2, 1/4 or 1/8 size when the crop keeps at least the output's pixels
+    (reduced-size JPEG decoding), else in full with :func:`~dmlkit.data.decode.decode_bytes`.
     Output ``(3, crop, crop)`` float32. Cost: one decode, one resampling of the region
     (O(region + crop^2)), one float pass over the output.
     """
@@ -145,13 +147,33 @@ class DMLTransform:
         return self.apply(pil_to_uint8(img))
 
     def from_file(self, path: str | Path) -> Tensor:
-        """The transform of the image file ``path`` (decoded without a ``PIL.Image``)."""
-        return self.apply(decode_file(path))
+        """The transform of the image file ``path``, decoded without a ``PIL.Image``; a JPEG's
+        size is read from its header first, and when the crop has at least 2, 4 or 8 times the
+        output's pixels each way the JPEG is decoded at that reduced size
+        (:func:`~dmlkit.data.decode.decode_bytes`), the crop mapped onto it."""
+        data = read_bytes(path)
+        size = jpeg_size(data)
+        if size is None:
+            return self.apply(decode_bytes(data, path))
+        box = self.draw(*size)
+        return self.resample(decode_bytes(data, path, box.reduction(self.crop)), box, size)
 
     def apply(self, image: Tensor) -> Tensor:
         """uint8 RGB ``(3, H, W)`` (any strides) -> float32 ``(3, crop, crop)``."""
         height, width = image.shape[-2:]
-        box = dml_crop(width, height, self.crop, self.resize, self.train)
+        return self.resample(image, self.draw(width, height), (width, height))
+
+    def draw(self, width: int, height: int) -> Crop:
+        """The crop (and flip) of a ``width x height`` image (random when training)."""
+        return dml_crop(width, height, self.crop, self.resize, self.train)
+
+    def resample(self, image: Tensor, box: Crop, size: tuple[int, int]) -> Tensor:
+        """``box`` (in the pixels of a ``size = (W, H)`` image) of ``image``, uint8 ``(3, h, w)``
+        (that image, or a reduced decoding of it: the box is scaled by ``w / W``, ``h / H``),
+        resampled to ``crop x crop``, mirrored, normalised to float32 ``(3, crop, crop)``."""
+        height, width = image.shape[-2:]
+        if (width, height) != size:
+            box = box.scaled(width / size[0], height / size[1])
         x0, y0, x1, y1 = box.pixels(width, height)
         # channels-last: the layout of torch's vectorised uint8 antialiased resampling
         region = image[None, :, y0:y1, x0:x1].contiguous(memory_format=torch.channels_last)
