@@ -135,6 +135,8 @@ class DMLTransform:
         self.caffe = caffe
         # output channel c = x[c] * scale[c] + shift[c], x in RGB (BGR for caffe) on 0-255
         self.channels = (2, 1, 0) if caffe else (0, 1, 2)
+        scale: tuple[float, ...]
+        shift: tuple[float, ...]
         if caffe:
             scale, shift = (1.0, 1.0, 1.0), tuple(-m for m in CAFFE_BGR_MEAN)
         else:

@@ -21,6 +21,8 @@ tolerance (tested on a small CNN).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -67,4 +69,5 @@ def compile_step(module: nn.Module, compile: bool, channels_last: bool) -> nn.Mo
     DDP wrapper was made, so that its gradient buckets take that layout), through
     ``torch.compile`` when ``compile``."""
     step = ChannelsLastInput(module) if channels_last else module
-    return torch.compile(step) if compile else step
+    # torch.compile of a module returns a module (an OptimizedModule sharing its parameters)
+    return cast(nn.Module, torch.compile(step)) if compile else step
