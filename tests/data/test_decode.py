@@ -147,3 +147,24 @@ def test_reduced_decoding_keeps_the_crop(tmp_path: Path, train: bool) -> None:
         grey_levels = ((fast - full) * std * 255).abs()
         assert float(grey_levels.mean()) < 1.5 and float(grey_levels.max()) < 20
     assert reduced > 0  # the reduced path was taken (always for the centre crop)
+
+
+def test_file_items_are_a_function_of_seed_epoch_index(tmp_path: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    paths = []
+    for k in range(6):
+        paths.append(str(tmp_path / f"{k}.jpg"))
+        _photo(320, 240 + 8 * k).save(paths[-1], quality=90)
+    ds = FileDataset(paths, np.arange(6) % 2, ["a", "b"], create_transform("dml", True), seed=1)
+    first = ds[4][0]
+    assert torch.equal(ds[4][0], first) and not torch.equal(ds[3][0], first)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[4][0], first)
+    ds.set_epoch(0)
+    assert torch.equal(ds[4][0], first)
+    single = [x for x, _ in DataLoader(ds, batch_size=3)]
+    workers = [x for x, _ in DataLoader(ds, batch_size=3, num_workers=2)]
+    assert all(torch.equal(a, b) for a, b in zip(single, workers, strict=True))
+    with pytest.raises(ValueError, match="epoch: expected an integer >= 0, got -1"):
+        ds.set_epoch(-1)
