@@ -169,7 +169,7 @@ def test_one_resampling_matches_resize_then_crop(train: bool) -> None:
     ours = create_transform("dml", train=train)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     flips = 0
-    for seed in range(20):
+    for seed in range(10):
         torch.manual_seed(seed)
         a = ours(img)
         flips += dml_crop(500, 375, 224, 256, train).flip
@@ -178,4 +178,4 @@ def test_one_resampling_matches_resize_then_crop(train: bool) -> None:
         grey_levels = ((a - b) * std * 255).abs()
         assert a.shape == b.shape == (3, 224, 224)
         assert float(grey_levels.mean()) < 1.0 and float(grey_levels.max()) < 12.0
-    assert not train or 0 < flips < 20  # both orientations were compared
+    assert not train or 0 < flips < 10  # both orientations were compared

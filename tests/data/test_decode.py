@@ -135,7 +135,7 @@ def test_reduced_decoding_keeps_the_crop(tmp_path: Path, train: bool) -> None:
     Image.fromarray(field).resize((1000, 760), Image.Resampling.BICUBIC).save(path, quality=95)
     tf = create_transform("dml", train=train)
     reduced = 0
-    for seed in range(12):
+    for seed in range(6):
         torch.manual_seed(seed)
         box = tf.draw(1000, 760)
         reduced += box.reduction(224) > 1
