@@ -63,10 +63,11 @@ def sop_like(
     return torch.nn.functional.normalize(x, dim=1), y
 
 
-def floor_product(x: torch.Tensor) -> Callable[[], None]:
-    """One N x N x D product in the block size of our ranking, into one reused buffer."""
-    step = chunk_rows(x.shape[0], DEFAULT_MEMORY_BYTES)
-    buffer = torch.empty(step, x.shape[0])
+def floor_product(x: torch.Tensor, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> Callable[[], None]:
+    """One N x N x D product in the block size of our ranking under ``memory_bytes``, into one
+    reused buffer on the device of ``x``."""
+    step = chunk_rows(x.shape[0], memory_bytes)
+    buffer = torch.empty(step, x.shape[0], device=x.device)
 
     def product() -> None:
         for block in torch.split(x, step):

@@ -1,6 +1,8 @@
 """Measurement helpers shared by the side-by-side benchmarks.
 
 - :func:`time_median`: median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs.
+- :func:`wall_and_cpu`: wall time and process CPU time of one call (one-thread benchmarks on a
+  shared machine report both; the CPU time does not count the waits for a core).
 - :func:`peak_memory_bytes`: peak of live tensor bytes allocated while ``fn`` runs, from the
   PyTorch profiler's allocation records (op granularity: an allocation freed inside the same op is
   not seen). Tensors that exist before the call (inputs) are not counted, so two implementations
@@ -43,6 +45,15 @@ def time_median(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> dic
         fn()
         runs.append(time.perf_counter() - t0)
     return {"median_s": statistics.median(runs), "runs_s": runs}
+
+
+def wall_and_cpu(fn: Callable[[], Any]) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of this process, all threads)`` of one call of ``fn``. On an
+    oversubscribed machine a one-thread benchmark's CPU time is its work, while its wall time
+    also counts the time it waited for a core."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def peak_memory_bytes(fn: Callable[[], Any]) -> int:
@@ -136,9 +147,10 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``{"machine": ..., **payload}`` to ``benchmarks/results/<name>.json``; return path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+def write_result(name: str, payload: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    """Write ``{"machine": ..., **payload}`` to ``<directory>/<name>.json`` (default
+    ``benchmarks/results/``); return the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     path.write_text(json.dumps({"machine": machine_info(), **payload}, indent=2) + "\n")
     return path

@@ -225,6 +225,14 @@ def test_val_folds_are_checked(overrides: list[str]) -> None:
         ("optimizer.clip_grad_norm=-1.0", "optimizer.clip_grad_norm: expected a positive value"),
         ("optimizer.loss_lr=0.0", "optimizer.loss_lr: expected a positive value"),
         ("train.num_threads=0", "train.num_threads: expected a positive value"),
+        ("data.worker_threads=0", "data.worker_threads: expected a positive value, got 0"),
+        (
+            "data.worker_threads=2",
+            r"data.worker_threads: sets the threads of loader workers, expected "
+            r"data.num_workers > 0 with it, got worker_threads=2, num_workers=0",
+        ),
+        ("train.compile=maybe", "train.compile: expected bool, got 'maybe'"),
+        ("train.channels_last=1", r"train.channels_last: expected bool \| null, got 1"),
         ("schedule.gamma=-0.1", "schedule.gamma: expected a value >= 0"),
         ("optimizer.betas=[0.9]", r"optimizer.betas: expected two values in \[0, 1\)"),
         ("optimizer.betas=[0.9, 1.0]", r"optimizer.betas: expected two values in \[0, 1\)"),

@@ -52,6 +52,10 @@ class DataConfig:
     ``seed``, so runs with different seeds share one split.
     Batches hold ``batch_size / m`` classes with ``m`` images each; ``batches_per_epoch`` defaults
     to ``len(train) // batch_size``.
+    ``num_workers`` loader processes decode and augment the images (0: in the main process);
+    the training loader's workers live for the whole run. ``worker_threads``: torch threads in
+    each of them (PyTorch's default 1; more only pays when a worker's resampling is the
+    bottleneck and cores are free); it applies to workers, so it needs ``num_workers > 0``.
     """
 
     name: str = "digits"
@@ -68,6 +72,7 @@ class DataConfig:
     replacement: bool = False
     batches_per_epoch: int | None = None
     num_workers: int = 0
+    worker_threads: int = 1
     check_images: bool = False
 
 
@@ -155,6 +160,11 @@ class TrainConfig:
     metrics.json's ``nonfinite_skipped``, log it and warn).
     ``dist_timeout``: seconds a process of a ``torchrun`` run waits in a collective for the
     others; a dead or hung peer ends every process with an error after this long.
+    ``compile``: run the training forward and backward through ``torch.compile`` (inductor; on
+    the CPU it needs a C++ compiler); the first steps take the compilation time, evaluation
+    stays eager. ``channels_last``: convolutions in the channels-last layout (``null``: on for
+    CNNs compiled on a GPU; ``true`` needs a model with convolutions). See
+    :mod:`dmlkit.training.compile`.
     """
 
     steps: int = 1000
@@ -169,13 +179,20 @@ class TrainConfig:
     progress: bool = True
     num_threads: int | None = None
     dist_timeout: float = 300.0
+    compile: bool = False
+    channels_last: bool | None = None
 
 
 @dataclass
 class EvalConfig:
     """Metrics (names of :func:`dmlkit.evaluation.evaluate`), Recall@K values, the selection
     metric, whether to evaluate the untrained model (``before``) and the test split at every
-    periodic evaluation (``periodic_test``)."""
+    periodic evaluation (``periodic_test``).
+
+    ``knn_backend``: ``torch`` (exact, default), ``faiss`` (exact), or approximate search for
+    large collections, ``faiss_ivf`` or ``faiss_hnsw`` with ``knn_options`` (see
+    :mod:`dmlkit.evaluation.approximate`); approximate evaluations report the recall of the
+    neighbours against exact search (``knn_recall@...``) beside the metrics."""
 
     metrics: list[str] = field(
         default_factory=lambda: ["recall", "precision@1", "r_precision", "map@r", "nmi"]
@@ -186,6 +203,8 @@ class EvalConfig:
     batch_size: int = 256
     before: bool = True
     periodic_test: bool = True
+    knn_backend: str = "torch"
+    knn_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -405,6 +424,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("none", "bf16", "fp16"),
     "train.nonfinite": ("stop", "skip"),
     "eval.similarity": ("cosine", "dot", "euclidean"),
+    "eval.knn_backend": ("torch", "faiss", "faiss_ivf", "faiss_hnsw"),
 }
 
 
@@ -438,6 +458,7 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
         "train.log_every": config.train.log_every,
         "eval.batch_size": config.eval.batch_size,
         "model.embedding_dim": config.model.embedding_dim,
+        "data.worker_threads": config.data.worker_threads,
         "optimizer.lr": config.optimizer.lr,
         "train.dist_timeout": config.train.dist_timeout,
     }
@@ -490,6 +511,12 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
             "data.val_folds: expected k >= 2 folds with data.val_classes 0 and data.val_fold in "
             f"0..k-1, got val_folds={data.val_folds}, val_fold={data.val_fold}, "
             f"val_classes={data.val_classes}"
+        )
+    if data.worker_threads != 1 and data.num_workers == 0:
+        raise ConfigError(
+            f"data.worker_threads: sets the threads of loader workers, expected data.num_workers "
+            f"> 0 with it, got worker_threads={data.worker_threads}, num_workers=0 (the main "
+            "process's threads are train.num_threads)"
         )
     if not config.eval.ks or min(config.eval.ks) < 1:
         raise ConfigError(f"eval.ks: expected positive integers, got {config.eval.ks}")

@@ -33,6 +33,7 @@ def _embed_split(
         config.train.amp,
         config.data.num_workers,
         progress=f"embedding {args.split}" if config.train.progress else None,
+        worker_threads=config.data.worker_threads,
     )
     num_classes = build_split(config.data, "train", train=False).num_classes
     method = build_method(config.method, num_classes, config.model.embedding_dim, config.seed)

@@ -7,6 +7,8 @@ split (``labels (N,)`` int64), ``class_names[c]`` names label ``c`` and ``image(
 numbers (the generator state is restored afterwards), so a run resumed at any batch draws the same
 crops and flips as an uninterrupted one, whatever the number of loader workers. Call
 :meth:`DMLDataset.set_epoch` when a new epoch starts (before the loader's iterator is created).
+The epoch lives in shared memory, so loader workers that persist across epochs
+(``persistent_workers=True``) see the new one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from dmlkit.data.decode import read_image
 from dmlkit.data.transforms import to_tensor
 
 Transform = Callable[[Image.Image], Tensor]
@@ -62,7 +64,7 @@ class DMLDataset(Dataset[tuple[Tensor, int]], ABC):
         self.image_channels = image_channels
         self.image_size = image_size
         self.seed = seed
-        self.epoch = 0
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @property
     def num_classes(self) -> int:
@@ -79,9 +81,16 @@ class DMLDataset(Dataset[tuple[Tensor, int]], ABC):
         """The raw image of item ``i`` (negative indices count from the end)."""
         return self.load(self._index(i))
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose augmentation stream items are drawn from (:meth:`set_epoch`)."""
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch`` (see the module docstring)."""
-        self.epoch = epoch
+        """Select the augmentation stream of ``epoch`` >= 0 (see the module docstring)."""
+        if epoch < 0:
+            raise ValueError(f"epoch: expected an integer >= 0, got {epoch}")
+        self._epoch.fill_(int(epoch))
 
     def sample_seed(self, i: int) -> int:
         """The augmentation seed of item ``i`` in the current epoch, from ``(seed, epoch, i)``."""
@@ -90,11 +99,15 @@ class DMLDataset(Dataset[tuple[Tensor, int]], ABC):
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         i = self._index(i)
-        img = self.load(i)
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(self.sample_seed(i))
-            x = self.transform(img)
+            x = self.transformed(i)
         return x, int(self.labels[i])
+
+    def transformed(self, i: int) -> Tensor:
+        """Item ``i`` (``0 <= i < len(self)``) through the transform, under the current random
+        state (``__getitem__`` seeds it)."""
+        return self.transform(self.load(i))
 
     def _index(self, i: int) -> int:
         n = len(self)
@@ -135,7 +148,10 @@ class ArrayDataset(DMLDataset):
 
 
 class FileDataset(DMLDataset):
-    """Images read from files on demand and converted to RGB. Memory O(N) paths."""
+    """Images read from files on demand and converted to RGB. Memory O(N) paths.
+
+    A transform with a ``from_file(path)`` method gets the path instead of a decoded
+    ``PIL.Image`` (see :meth:`transformed`)."""
 
     def __init__(
         self,
@@ -155,21 +171,13 @@ class FileDataset(DMLDataset):
     def load(self, i: int) -> Image.Image:
         return read_image(self.paths[i])
 
-
-def read_image(path: str | Path) -> Image.Image:
-    """Decode ``path`` fully and return it as RGB.
-
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the path for a file
-    that is not a readable image (truncated, corrupt, unknown format).
-    """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot decode image {path}: {err}") from err
+    def transformed(self, i: int) -> Tensor:
+        """A transform with ``from_file(path)`` (the DML presets) decodes the file itself
+        (straight to a tensor); any other gets the ``PIL.Image``."""
+        from_file = getattr(self.transform, "from_file", None)
+        if from_file is not None:
+            return from_file(self.paths[i])
+        return self.transform(self.load(i))
 
 
 def readable(paths: Sequence[str]) -> np.ndarray:

@@ -1,12 +1,16 @@
-"""Evaluation: exact chunked kNN and ranking, retrieval and clustering metrics, the evaluator."""
+"""Evaluation: exact chunked kNN and ranking (approximate faiss search on request, with its
+neighbour recall), retrieval and clustering metrics, the evaluator."""
 
+from dmlkit.evaluation.approximate import APPROXIMATE_BACKENDS, approximate_knn
 from dmlkit.evaluation.clustering import ami, clustering_f1, nmi
 from dmlkit.evaluation.evaluator import (
     DEFAULT_METRICS,
+    KNN_BACKENDS,
     METRIC_NAMES,
     STANDARD_KS,
     EvalResult,
     evaluate,
+    neighbour_recall_depths,
 )
 from dmlkit.evaluation.extract import extract_embeddings
 from dmlkit.evaluation.heads import combine_heads, head_embeddings, split_heads
@@ -24,12 +28,15 @@ from dmlkit.evaluation.retrieval import (
 )
 
 __all__ = [
+    "APPROXIMATE_BACKENDS",
     "DEFAULT_METRICS",
+    "KNN_BACKENDS",
     "METRIC_NAMES",
     "STANDARD_KS",
     "EvalResult",
     "Ranking",
     "ami",
+    "approximate_knn",
     "clustering_f1",
     "combine_heads",
     "evaluate",
@@ -41,6 +48,7 @@ __all__ = [
     "map_at_k",
     "map_at_r",
     "mrr",
+    "neighbour_recall_depths",
     "nmi",
     "precision_at_k",
     "r_precision",

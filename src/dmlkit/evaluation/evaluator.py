@@ -16,6 +16,13 @@ be scored: it is excluded from every mean and counted in ``num_excluded_queries`
 F1 cluster the query embeddings with k-means (:mod:`.lloyd`) into as many clusters as there are
 query classes.
 
+``knn_backend="faiss_ivf"`` or ``"faiss_hnsw"`` ranks with approximate search instead
+(:mod:`.approximate`, for collections too large for exact search on a CPU): the metrics then
+come from approximate top-K lists, and the result carries, beside them, the recall of those lists
+against exact search on a seeded sample of the scored queries, at the depth each metric reads:
+``knn_recall@k`` for Recall@k, Precision@k and MAP@k (``knn_recall@1`` for P@1), ``knn_recall@R``
+for R-Precision and MAP@R (each query at its own ``min(R, K)``), and ``knn_recall_queries``.
+
 Semantics match pytorch-metric-learning's AccuracyCalculator (``precision_at_1``,
 ``r_precision``, ``mean_average_precision_at_r``, ``mean_reciprocal_rank`` with ``k=None``, NMI,
 AMI) and the official DRO / Multi-Similarity Recall@K. Exact score ties are the one difference:
@@ -25,14 +32,23 @@ official Recall@K counts only strictly better items ahead of the best relevant o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from dmlkit.core.checks import check_embeddings, check_labels
 from dmlkit.evaluation import clustering, retrieval
+from dmlkit.evaluation.approximate import (
+    APPROXIMATE_BACKENDS,
+    DEFAULT_SAMPLE_QUERIES,
+    approximate_knn,
+    check_options,
+    exact_sample,
+    neighbour_recall,
+)
 from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, METRICS, chunk_rows, knn
 from dmlkit.evaluation.lloyd import kmeans
 from dmlkit.evaluation.ranking import neighbour_relevance, rank_references
@@ -58,6 +74,7 @@ METRIC_NAMES: tuple[str, ...] = (
 DEFAULT_METRICS: tuple[str, ...] = ("recall", "precision@1", "r_precision", "map@r", "nmi")
 _CLUSTERING = ("nmi", "ami", "f1")
 _BY_FIRST_RANK = ("recall", "mrr")
+KNN_BACKENDS: tuple[str, ...] = ("torch", "faiss", *APPROXIMATE_BACKENDS)
 
 
 @dataclass
@@ -65,18 +82,23 @@ class EvalResult:
     """Metric values (float) plus the query counts they were computed on.
 
     ``num_queries``: queries scored by the retrieval metrics; ``num_excluded_queries``: queries
-    left out because no reference is relevant to them.
+    left out because no reference is relevant to them. ``neighbour_recall``: with an approximate
+    kNN backend, ``knn_recall@...`` and ``knn_recall_queries`` (module docstring); empty for
+    exact search.
     """
 
     metrics: dict[str, float]
     num_queries: int
     num_excluded_queries: int
     ks: tuple[int, ...] = field(default_factory=tuple)
+    neighbour_recall: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, float]:
-        """The metrics plus ``"num_queries"`` and ``"num_excluded_queries"``, all as floats."""
+        """The metrics, the neighbour recall (approximate search only), ``"num_queries"`` and
+        ``"num_excluded_queries"``, all as floats."""
         return {
             **self.metrics,
+            **self.neighbour_recall,
             "num_queries": float(self.num_queries),
             "num_excluded_queries": float(self.num_excluded_queries),
         }
@@ -116,12 +138,22 @@ def _check_inputs(
     average: str,
     metric: str,
     backends: tuple[str, str],
+    knn_options: Mapping[str, Any],
 ) -> None:
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-    for name, backend in zip(("knn_backend", "kmeans_backend"), backends, strict=True):
-        if backend not in ("torch", "faiss"):
-            raise ValueError(f"{name}: expected 'torch' or 'faiss', got {backend!r}")
+    knn_backend, kmeans_backend = backends
+    if knn_backend not in KNN_BACKENDS:
+        raise ValueError(f"knn_backend: expected one of {KNN_BACKENDS}, got {knn_backend!r}")
+    if kmeans_backend not in ("torch", "faiss"):
+        raise ValueError(f"kmeans_backend: expected 'torch' or 'faiss', got {kmeans_backend!r}")
+    if knn_backend in APPROXIMATE_BACKENDS:
+        check_options(knn_backend, knn_options)
+    elif knn_options:
+        raise ValueError(
+            f"knn_options: only the approximate backends {tuple(APPROXIMATE_BACKENDS)} take "
+            f"options, got {dict(knn_options)} with knn_backend={knn_backend!r}"
+        )
     unknown = sorted(set(wanted) - set(METRIC_NAMES))
     if unknown:
         raise ValueError(f"metrics: unknown {unknown}; expected names from {METRIC_NAMES}")
@@ -210,8 +242,11 @@ def _rank(
     memory_bytes: int,
     device: torch.device | str | None,
     backend: str,
-) -> tuple[Tensor, Tensor]:
-    """Relevance of each query's top-K list ``(Q, K)`` and its first-relevant rank ``(Q,)``.
+    knn_options: Mapping[str, Any],
+    seed: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Relevance of each query's top-K list ``(Q, K)``, its first-relevant rank ``(Q,)`` and
+    the list itself ``(Q, K)``.
 
     K: R_max for R-precision and MAP@R, max(ks) for Precision@k and MAP@k (and for Recall@k with
     faiss, which gives no full ranking), at least 1.
@@ -224,26 +259,84 @@ def _rank(
     if (
         "precision_at_k" in wanted
         or "map_at_k" in wanted
-        or ("recall" in wanted and backend == "faiss")
+        or ("recall" in wanted and backend != "torch")
     ):
         list_len = max(ks)
     if "r_precision" in wanted or "map@r" in wanted:
         list_len = max(list_len, r_max)
-    if backend == "faiss":
+    if backend != "torch":
         if "mrr" in wanted:
             raise ValueError(
-                "metrics: 'mrr' needs the full ranking; knn_backend='faiss' gives top-K lists"
+                f"metrics: 'mrr' needs the full ranking; knn_backend={backend!r} gives top-K lists"
             )
-        index, _ = knn(query_emb, ref_emb, list_len, metric, memory_bytes, device, "faiss")
+        if backend == "faiss":
+            index, _ = knn(query_emb, ref_emb, list_len, metric, memory_bytes, device, "faiss")
+        else:
+            index, _ = approximate_knn(
+                query_emb, ref_emb, list_len, metric, backend, knn_options, seed
+            )
         relevant = neighbour_relevance(q_labels, r_labels, index, memory_bytes)
-        return relevant, retrieval.first_relevant_rank(relevant)
+        return relevant, retrieval.first_relevant_rank(relevant), index
     if any(m in _BY_FIRST_RANK for m in wanted):  # a short list resolves most first ranks
         list_len = max(list_len, min(available, 16))
     r_given = None if ref_emb is None else r_labels
     ranking = rank_references(
         query_emb, q_labels, ref_emb, r_given, list_len, metric, memory_bytes, device
     )
-    return neighbour_relevance(q_labels, r_labels, ranking.index, memory_bytes), ranking.first_rank
+    relevant = neighbour_relevance(q_labels, r_labels, ranking.index, memory_bytes)
+    return relevant, ranking.first_rank, ranking.index
+
+
+def neighbour_recall_depths(wanted: Sequence[str], ks: Sequence[int]) -> dict[str, int | None]:
+    """The neighbour-recall keys of the ``wanted`` metrics with the list depth each reads
+    (``None``: each query's R), in report order, plus ``knn_recall_queries`` (depth ``None``,
+    not a recall). Recall@k, Precision@k, MAP@k -> ``knn_recall@k``; P@1 -> ``knn_recall@1``;
+    R-Precision, MAP@R -> ``knn_recall@R``."""
+    depths: dict[str, int | None] = {}
+    for name in wanted:
+        if name in ("recall", "precision_at_k", "map_at_k"):
+            depths.update({f"knn_recall@{k}": int(k) for k in ks})
+        elif name == "precision@1":
+            depths["knn_recall@1"] = 1
+        elif name in ("r_precision", "map@r"):
+            depths["knn_recall@R"] = None
+    return {**depths, "knn_recall_queries": None}
+
+
+def _neighbour_recall(
+    query_emb: Tensor,
+    ref_emb: Tensor | None,
+    index: Tensor,
+    scored: Tensor,
+    num_relevant: Tensor,
+    wanted: Sequence[str],
+    ks: tuple[int, ...],
+    metric: str,
+    memory_bytes: int,
+    sample_queries: int,
+    seed: int,
+) -> dict[str, float]:
+    """The neighbour recall of the approximate lists ``index (Q, K)`` against exact search, on
+    at most ``sample_queries`` of the ``scored (Q,)`` queries drawn with ``seed``, at the depth
+    each wanted metric reads (:func:`neighbour_recall_depths`, at most K)."""
+    candidates = torch.nonzero(scored).squeeze(1)
+    generator = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(candidates.numel(), generator=generator)[:sample_queries]
+    sample = candidates[pick].sort().values
+    list_len = index.shape[1]
+    exact = exact_sample(query_emb, ref_emb, list_len, metric, sample, memory_bytes)
+    out: dict[str, float] = {}
+    for key, depth in neighbour_recall_depths(wanted, ks).items():
+        if key == "knn_recall_queries":
+            out[key] = float(sample.numel())
+            continue
+        per_query = (
+            num_relevant[sample].clamp(1, list_len)
+            if depth is None
+            else torch.full((sample.numel(),), min(depth, list_len))
+        )
+        out[key] = neighbour_recall(index[sample], exact, per_query)
+    return out
 
 
 def evaluate(
@@ -261,6 +354,7 @@ def evaluate(
     kmeans_backend: str = "torch",
     seed: int = 0,
     kmeans_restarts: int = 1,
+    knn_options: Mapping[str, Any] | None = None,
 ) -> EvalResult:
     """Retrieval and clustering metrics of ``query_emb (Q, D)`` against ``ref_emb (R, D)``.
 
@@ -269,8 +363,11 @@ def evaluate(
     ``"recall"``, ``"precision_at_k"`` and ``"map_at_k"`` give one value per k of ``ks``.
     ``metric``: ``"cosine"``, ``"dot"`` or ``"euclidean"``. ``memory_bytes``: scratch bound of the
     ranking and k-means. ``device``: where the products run (default: that of ``query_emb``).
-    ``knn_backend="faiss"`` ranks with faiss (top-K lists only, so no ``"mrr"``).
-    ``seed``/``kmeans_restarts``: the k-means generator and its number of restarts.
+    ``knn_backend="faiss"`` ranks with faiss (top-K lists only, so no ``"mrr"``);
+    ``"faiss_ivf"``/``"faiss_hnsw"`` with approximate search (``knn_options``: see
+    :mod:`.approximate`), adding the neighbour recall to the result.
+    ``seed``/``kmeans_restarts``: the k-means generator (and the approximate index's sampling)
+    and the number of k-means restarts.
     See the module docstring for the semantics.
 
     >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -290,6 +387,7 @@ def evaluate(
         average,
         metric,
         (knn_backend, kmeans_backend),
+        knn_options or {},
     )
     leave_one_out = ref_emb is None
     q_labels = query_labels.cpu()
@@ -297,6 +395,7 @@ def evaluate(
     num_relevant = _num_relevant(q_labels, r_labels, leave_one_out, memory_bytes)
     valid = num_relevant > 0
     results: dict[str, float] = {}
+    recall: dict[str, float] = {}
     retrieval_wanted = [m for m in wanted if m not in _CLUSTERING]
     if retrieval_wanted:
         if not bool(valid.any()):
@@ -305,7 +404,7 @@ def evaluate(
                 "no query has a relevant reference (every query class is missing from the "
                 "references), so no retrieval metric can be computed"
             )
-        relevant, first_rank = _rank(
+        relevant, first_rank, index = _rank(
             query_emb,
             q_labels,
             ref_emb,
@@ -317,10 +416,27 @@ def evaluate(
             memory_bytes,
             device,
             knn_backend,
+            knn_options or {},
+            seed,
         )
         groups = q_labels[valid] if average == "per_class" else None
         scored = (relevant[valid], first_rank[valid], num_relevant[valid])
         results.update(_retrieval_metrics(retrieval_wanted, ks, *scored, groups))
+        if knn_backend in APPROXIMATE_BACKENDS:
+            sample_queries = (knn_options or {}).get("sample_queries", DEFAULT_SAMPLE_QUERIES)
+            recall = _neighbour_recall(
+                query_emb,
+                ref_emb,
+                index,
+                valid,
+                num_relevant,
+                retrieval_wanted,
+                ks,
+                metric,
+                memory_bytes,
+                sample_queries,
+                seed,
+            )
     clustering_wanted = [m for m in wanted if m in _CLUSTERING]
     if clustering_wanted:
         k = int(torch.unique(q_labels).numel())
@@ -333,4 +449,4 @@ def evaluate(
         scorers = {"nmi": clustering.nmi, "ami": clustering.ami, "f1": clustering.clustering_f1}
         for name in clustering_wanted:
             results[name] = scorers[name](q_labels, assign)
-    return EvalResult(results, int(valid.sum()), int((~valid).sum()), ks)
+    return EvalResult(results, int(valid.sum()), int((~valid).sum()), ks, recall)

@@ -20,7 +20,9 @@ uses an exact flat faiss index instead (``pip install dmlkit[faiss]``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -172,31 +174,59 @@ def check_knn_arguments(
         raise ValueError(f"k: expected 1 <= k <= {available} (references available), got {k}")
 
 
-def _faiss_knn(
-    query: Tensor, ref: Tensor, k: int, metric: str, exclude_self: bool
-) -> tuple[Tensor, Tensor]:
+def import_faiss() -> Any:
+    """The ``faiss`` module, or an ``ImportError`` saying how to install it."""
     try:
         import faiss  # type: ignore[import-not-found]
     except ImportError as err:
         raise ImportError(
-            "backend='faiss' needs faiss: pip install 'dmlkit[faiss]' (or faiss-cpu / faiss-gpu)"
+            "the faiss kNN backends need faiss: pip install 'dmlkit[faiss]' (or faiss-cpu / "
+            "faiss-gpu)"
         ) from err
-    q = prepare_embeddings(query, metric, torch.device("cpu")).contiguous().numpy()
-    r = prepare_embeddings(ref, metric, torch.device("cpu")).contiguous().numpy()
-    index = (
-        faiss.IndexFlatL2(r.shape[1]) if metric == "euclidean" else faiss.IndexFlatIP(r.shape[1])
-    )
-    index.add(r)
-    extra = int(exclude_self)
-    scores, idx = index.search(q, k + extra)
+    return faiss
+
+
+def faiss_inputs(query: Tensor, ref: Tensor, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous float32 numpy copies of ``query (Q, D)`` and ``ref (R, D)`` (rows
+    L2-normalised for ``cosine``, so inner products are cosines)."""
+    cpu = torch.device("cpu")
+    q = prepare_embeddings(query, metric, cpu).contiguous().numpy()
+    r = prepare_embeddings(ref, metric, cpu).contiguous().numpy()
+    return q, r
+
+
+def faiss_search(
+    index: Any, query: np.ndarray, k: int, metric: str, exclude_self: bool
+) -> tuple[Tensor, Tensor]:
+    """Top-``k`` of ``query`` in the faiss ``index`` as :func:`knn` returns them: ``(indices
+    (Q, k) int64, scores (Q, k) float32)``, scores negated for ``euclidean``. With
+    ``exclude_self`` query ``i`` is reference ``i``: ``k + 1`` are searched and each row's own
+    index dropped (or its last entry when a duplicate pushed the query out)."""
+    scores, idx = index.search(query, k + int(exclude_self))
     idx_t, val_t = torch.from_numpy(idx).long(), torch.from_numpy(scores).float()
     if metric == "euclidean":
         val_t = -val_t
     if exclude_self:
-        own = torch.arange(q.shape[0])[:, None]
-        keep = idx_t != own
-        # drop each row's own index, or its last entry when a duplicate pushed the query out
-        keep[keep.all(1), -1] = False
-        idx_t = idx_t[keep].view(q.shape[0], k)
-        val_t = val_t[keep].view(q.shape[0], k)
+        return drop_own(idx_t, val_t, torch.arange(query.shape[0]))
     return idx_t, val_t
+
+
+def drop_own(index: Tensor, values: Tensor, own: Tensor) -> tuple[Tensor, Tensor]:
+    """Lists ``index, values (Q, k + 1)`` without each row's ``own (Q,)`` reference, or without
+    its last entry when the row does not hold it (a duplicate pushed it out): ``(Q, k)``."""
+    keep = index != own[:, None]
+    keep[keep.all(1), -1] = False
+    rows, k = index.shape[0], index.shape[1] - 1
+    return index[keep].view(rows, k), values[keep].view(rows, k)
+
+
+def _faiss_knn(
+    query: Tensor, ref: Tensor, k: int, metric: str, exclude_self: bool
+) -> tuple[Tensor, Tensor]:
+    faiss = import_faiss()
+    q, r = faiss_inputs(query, ref, metric)
+    index = (
+        faiss.IndexFlatL2(r.shape[1]) if metric == "euclidean" else faiss.IndexFlatIP(r.shape[1])
+    )
+    index.add(r)
+    return faiss_search(index, q, k, metric, exclude_self)

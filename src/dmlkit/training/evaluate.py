@@ -15,23 +15,47 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dmlkit.config import EvalConfig
-from dmlkit.evaluation import evaluate, extract_embeddings
+from dmlkit.evaluation import (
+    APPROXIMATE_BACKENDS,
+    evaluate,
+    extract_embeddings,
+    neighbour_recall_depths,
+)
+from dmlkit.evaluation.approximate import check_options
 from dmlkit.methods import TrainingMethod
 from dmlkit.training.amp import autocast
 from dmlkit.training.distributed import DistributedContext, gather_sharded
+from dmlkit.training.loaders import loader_options
 
 PER_K = {"recall": "recall@{}", "precision_at_k": "precision@{}", "map_at_k": "map@{}"}
 COUNTS = ("num_queries", "num_excluded_queries")
 
 
-def metric_columns(metrics: Sequence[str], ks: Sequence[int]) -> list[str]:
-    """The keys an evaluation with ``metrics`` and ``ks`` reports, in order, without repeats."""
+def metric_columns(
+    metrics: Sequence[str], ks: Sequence[int], knn_backend: str = "torch"
+) -> list[str]:
+    """The keys an evaluation with ``metrics`` and ``ks`` reports, in order, without repeats;
+    with an approximate ``knn_backend`` the neighbour recall of the retrieval metrics too."""
     columns: list[str] = []
     for name in metrics:
         for key in [PER_K[name].format(k) for k in ks] if name in PER_K else [name]:
             if key not in columns:
                 columns.append(key)
+    if knn_backend in APPROXIMATE_BACKENDS:
+        columns += list(neighbour_recall_depths(metrics, ks))
     return [*columns, *COUNTS]
+
+
+def check_eval_config(config: EvalConfig) -> None:
+    """``ValueError`` for ``eval.knn_options`` the ``eval.knn_backend`` does not take (before a
+    run trains, not at its first evaluation)."""
+    if config.knn_backend in APPROXIMATE_BACKENDS:
+        check_options(config.knn_backend, config.knn_options)
+    elif config.knn_options:
+        raise ValueError(
+            f"eval.knn_options: only the approximate backends {tuple(APPROXIMATE_BACKENDS)} take "
+            f"options, got {config.knn_options} with eval.knn_backend={config.knn_backend!r}"
+        )
 
 
 def embed_dataset(
@@ -43,8 +67,12 @@ def embed_dataset(
     num_workers: int = 0,
     progress: str | None = None,
     context: DistributedContext | None = None,
+    worker_threads: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """``(emb (N, D) float32, labels (N,) int64)`` of ``dataset`` in item order, on the CPU.
+
+    ``num_workers`` loader workers of ``worker_threads`` threads each
+    (:func:`~dmlkit.training.loaders.loader_options`).
 
     With a distributed ``context`` every rank embeds its shard (items ``rank, rank + W, ...``)
     and every rank returns all ``N`` rows (:func:`~dmlkit.training.distributed.gather_sharded`);
@@ -62,8 +90,7 @@ def embed_dataset(
         batch_size=batch_size,
         shuffle=False,
         sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+        **loader_options(num_workers, worker_threads, device),
     )
     with autocast(device, amp):
         emb, labels = extract_embeddings(
@@ -79,9 +106,17 @@ def embed_dataset(
 
 
 def score(emb: Tensor, labels: Tensor, config: EvalConfig, seed: int) -> dict[str, float]:
-    """Leave-one-out metrics of ``emb`` with the configured metrics, Ks and similarity."""
+    """Leave-one-out metrics of ``emb`` with the configured metrics, Ks, similarity and kNN
+    backend (with an approximate one, the neighbour recall beside the metrics)."""
     result = evaluate(
-        emb, labels, metrics=config.metrics, ks=config.ks, metric=config.similarity, seed=seed
+        emb,
+        labels,
+        metrics=config.metrics,
+        ks=config.ks,
+        metric=config.similarity,
+        seed=seed,
+        knn_backend=config.knn_backend,
+        knn_options=config.knn_options,
     )
     return result.to_dict()
 

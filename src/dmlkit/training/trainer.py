@@ -73,14 +73,21 @@ from dmlkit.training.build import (
 )
 from dmlkit.training.callbacks import BatchEnd, Callback, CallbackList
 from dmlkit.training.checkpoint import load_checkpoint, save_checkpoint
+from dmlkit.training.compile import compile_step, use_channels_last
 from dmlkit.training.distributed import (
     data_parallel,
     gather_rows,
     init_distributed,
     process_device,
 )
-from dmlkit.training.evaluate import embed_dataset, metric_columns, score_views
+from dmlkit.training.evaluate import (
+    check_eval_config,
+    embed_dataset,
+    metric_columns,
+    score_views,
+)
 from dmlkit.training.interrupt import StopOnInterrupt, TrainingInterrupted
+from dmlkit.training.loaders import loader_options
 from dmlkit.training.logging import RunLogger
 from dmlkit.training.nonfinite import NonFiniteError, nonfinite_what
 from dmlkit.training.optim import build_optimizer, build_scheduler
@@ -89,14 +96,15 @@ from dmlkit.training.rundir import has_checkpoint
 from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
 
 # Fields that may differ between a run and its resume: where it writes, how it shows progress and
-# how many loader workers it uses (augmentation is seeded per item, so workers change nothing),
-# and what it does with a non-finite step (to resume a stopped run with ``skip``).
+# how many loader workers and threads it uses (augmentation is seeded per item, so workers change
+# nothing), and what it does with a non-finite step (to resume a stopped run with ``skip``).
 RESUME_FREE = (
     "output.",
     "train.progress",
     "train.nonfinite",
     "train.dist_timeout",
     "data.num_workers",
+    "data.worker_threads",
 )
 
 
@@ -136,21 +144,24 @@ class Trainer:
         )
         self.config = resolve_config(config, self.splits.train, self.sampler)
         cfg = self.config
-        self.columns = metric_columns(cfg.eval.metrics, cfg.eval.ks)
+        check_eval_config(cfg.eval)
+        self.columns = metric_columns(cfg.eval.metrics, cfg.eval.ks, cfg.eval.knn_backend)
         if cfg.eval.select_metric not in self.columns:
             raise ValueError(
                 f"eval.select_metric: {cfg.eval.select_metric!r} is not reported by the "
                 f"configured metrics; expected one of {self.columns[:-2]}"
             )
-        self.loader = DataLoader(
-            self.splits.train,
-            batch_sampler=self.sampler,
-            num_workers=cfg.data.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
+        self.loader = self.train_loader(self.sampler, persistent=True)
         self.model = build_model(cfg.model).to(self.device)
-        self.train_model = data_parallel(self.model, self.dist, self.device)
+        train = cfg.train
+        channels_last = use_channels_last(
+            self.model, train.channels_last, train.compile, self.device
+        )
+        if channels_last:  # before DDP wraps it, so that its gradient buckets take the layout
+            self.model.to(memory_format=torch.channels_last)
+        self.train_model = compile_step(
+            data_parallel(self.model, self.dist, self.device), train.compile, channels_last
+        )
         num_classes, dim = self.splits.train.num_classes, cfg.model.embedding_dim
         self.method = build_method(cfg.method, num_classes, dim, cfg.seed)
         if self.dist.is_distributed and not self.method.supports_distributed:
@@ -362,15 +373,18 @@ class Trainer:
         replay.load_state_dict(self.sampler_state())
         return [int(i) for i in next(iter(replay))]
 
-    def train_loader(self, batch_sampler: Sampler[list[int]]) -> DataLoader:
+    def train_loader(
+        self, batch_sampler: Sampler[list[int]], persistent: bool = False
+    ) -> DataLoader:
         """A loader over the training set with ``batch_sampler`` and the run's workers (its own
-        generator, so that making an iterator leaves the global random state alone)."""
+        generator, so that making an iterator leaves the global random state alone);
+        ``persistent`` keeps its workers from one iterator to the next (the run's own loader)."""
+        data = self.config.data
         return DataLoader(
             self.splits.train,
             batch_sampler=batch_sampler,
-            num_workers=self.config.data.num_workers,
-            pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(self.config.seed),
+            **loader_options(data.num_workers, data.worker_threads, self.device, persistent),
         )
 
     def advance(self) -> None:
@@ -448,6 +462,7 @@ class Trainer:
             self.config.data.num_workers,
             progress=progress if self.console.enabled else None,
             context=self.dist,
+            worker_threads=self.config.data.worker_threads,
         )
 
     @property
@@ -467,6 +482,7 @@ class Trainer:
             self.config.train.amp,
             self.config.data.num_workers,
             context=self.dist,
+            worker_threads=self.config.data.worker_threads,
         )
         return emb
 

@@ -1,0 +1,68 @@
+"""The benchmark scripts that need a GPU or take minutes still run: ``bench_gpu.py --dry-run``
+(every section at toy sizes on the CPU) and ``bench_input_pipeline.py --quick``. Their JSON is
+checked for structure and consistent values, never for timings."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str, out: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--out-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_bench_gpu_dry_run(tmp_path: Path) -> None:
+    pytest.importorskip("pytorch_metric_learning", reason="the peer of the loss section")
+    _run("bench_gpu.py", "--dry-run", out=tmp_path)
+    result = json.loads((tmp_path / "gpu_dry_run.json").read_text())
+    assert result["dry_run"] is True and result["device"]["name"] == "CPU (dry run)"
+    assert [(r["model"], r["compiled"]) for r in result["train"]] == [
+        ("resnet50", False),
+        ("bninception", False),
+    ]
+    for row in result["train"]:
+        ips = row["images_per_s"]
+        assert ips["trainer"] > 0 and ips["bare"] > 0
+        assert row["overhead"] == pytest.approx(1 - ips["trainer"] / ips["bare"])
+    assert {(r["loss"], r["B"]) for r in result["losses"]} == {
+        (name, b) for name in ("ms_mined", "contrastive", "proxy_anchor") for b in (64, 128)
+    }
+    for row in result["losses"]:  # the same loss on the same inputs
+        assert row["values"]["ours"] == pytest.approx(row["values"]["pml"], rel=1e-4)
+    retrieval = result["retrieval"]
+    assert retrieval["N"] == 2000 and 0 < retrieval["values"]["map@r"] <= 1
+    assert math.isfinite(retrieval["ours_over_floor"])
+
+
+def test_bench_input_pipeline_quick(tmp_path: Path) -> None:
+    pytest.importorskip("torchvision", reason="the reference pipelines are torchvision's")
+    _run("bench_input_pipeline.py", "--quick", out=tmp_path)
+    result = json.loads((tmp_path / "input_pipeline.json").read_text())
+    assert result["threads"] == 1 and result["images"] == 8 and result["rounds"] == 2
+    assert set(result["ratios"]) == {"dml", "dml227", "caffe_bgr", "dml eval"}
+    for preset, ratio in result["ratios"].items():
+        ours = result["images_per_cpu_s"][f"{preset}/ours"]
+        reference = result["images_per_cpu_s"][f"{preset}/reference"]
+        assert ratio["ours_vs_reference"] == pytest.approx(ours / reference)
+        wall = result["images_per_wall_s"]
+        assert result["ratios_wall_clock"][preset]["ours_vs_reference"] == pytest.approx(
+            wall[f"{preset}/ours"] / wall[f"{preset}/reference"]
+        )
+    assert set(result["decoders"]) == {"500x375", "1000x750"}
+    assert 50 < result["kB_per_file"] < 90  # photo-like: about 2.8 bits per pixel at quality 90
