@@ -19,11 +19,12 @@ LAYERS = [
     "data",
     "models",
     "training",
+    "retrieval",
     "protocol",
 ]
 # The trainer and the protocol runner are driven by the typed config schema; everything else at
 # the top level is free.
-EXTRA_ALLOWED = {"training": {"config"}, "protocol": {"config"}}
+EXTRA_ALLOWED = {"training": {"config"}, "retrieval": {"config"}, "protocol": {"config"}}
 
 
 def _dmlkit_imports(path: Path) -> set[str]:

@@ -2,7 +2,10 @@
 
 ``DMLDataset[i]`` returns ``(image (C, H, W) float32, label int)``. Labels are ``0..C-1`` within the
 split (``labels (N,)`` int64), ``class_names[c]`` names label ``c`` and ``image(i)`` gives the raw
-``PIL.Image`` (for retrieval grids). Augmentation randomness is a pure function of
+``PIL.Image`` (for retrieval grids). ``item_ids (N,)`` int64 name each item by its place in the
+dataset's full item list (the same id in every split it could be in), and ``item_paths()`` gives
+each item's image file (``""`` for images held in memory): what an index or an embedding file
+writes beside the vectors. Augmentation randomness is a pure function of
 ``(seed, epoch, i)``: the transform runs with the CPU default generator seeded from those three
 numbers (the generator state is restored afterwards), so a run resumed at any batch draws the same
 crops and flips as an uninterrupted one, whatever the number of loader workers. Call
@@ -15,10 +18,11 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -63,10 +67,15 @@ class DMLDataset(Dataset[tuple[Tensor, int]], ABC):
         self.image_size = image_size
         self.seed = seed
         self.epoch = 0
+        self.item_ids = np.arange(len(self.labels), dtype=np.int64)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def item_paths(self) -> list[str]:
+        """The image file of each item; ``""`` for images held in memory."""
+        return [""] * len(self)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -155,21 +164,30 @@ class FileDataset(DMLDataset):
     def load(self, i: int) -> Image.Image:
         return read_image(self.paths[i])
 
+    def item_paths(self) -> list[str]:
+        return [str(p) for p in self.paths]
 
-def read_image(path: str | Path) -> Image.Image:
-    """Decode ``path`` fully and return it as RGB.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the path for a file
-    that is not a readable image (truncated, corrupt, unknown format).
+def read_image(path: str | Path | BinaryIO, name: str | None = None) -> Image.Image:
+    """Decode ``path`` (a file name or an open binary file) fully and return it as RGB.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the path (or
+    ``name``) for data that is not a readable image (truncated, corrupt, unknown format, or
+    more pixels than PIL's decompression-bomb limit).
     """
+    shown = name if name is not None else path
     try:
         with Image.open(path) as img:
             img.load()
             return img.convert("RGB")
     except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}") from None
+        raise FileNotFoundError(f"image file not found: {shown}") from None
+    except UnidentifiedImageError:
+        raise ValueError(
+            f"cannot decode image {shown}: not an image in a format PIL reads"
+        ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot decode image {path}: {err}") from err
+        raise ValueError(f"cannot decode image {shown}: {err}") from err
 
 
 def readable(paths: Sequence[str]) -> np.ndarray:
