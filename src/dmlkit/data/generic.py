@@ -158,10 +158,14 @@ def image_listing(
         entries = [("", p) for p in loose] + class_images(base)
     else:
         raise FileNotFoundError(
-            f"{base}: expected a folder of images or a CSV listing.\n{FOLDER_LAYOUT}\n{CSV_LAYOUT}"
+            f"{base}: expected a folder of images (a subfolder per class) or a CSV listing "
+            "with the columns path,label"
         )
     if not entries:
-        raise FileNotFoundError(f"{base}: no images found.\n{FOLDER_LAYOUT}")
+        raise FileNotFoundError(
+            f"{base}: no images found (suffixes {' '.join(IMAGE_SUFFIXES)}), in the folder or "
+            "its class subfolders"
+        )
     names = sorted({name for name, _ in entries})
     labels = np.searchsorted(np.array(names), np.array([name for name, _ in entries]))
     return FileDataset([str(p) for _, p in entries], labels, names, transform, seed=seed)

@@ -48,8 +48,9 @@ def export_torchscript(model: EvaluatedModel, example: torch.Tensor, path: Path)
     it)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 deprecates torch.jit
         traced = torch.jit.trace(model, example, check_trace=False)
-    traced.save(str(path))
+        traced.save(str(path))
 
 
 def export_onnx(model: EvaluatedModel, example: torch.Tensor, path: Path) -> None:

@@ -62,12 +62,9 @@ def new_index(kind: str, dim: int, metric: str, options: dict[str, Any], first: 
                 f"nlist: expected 1 <= nlist <= {n} (the vectors that train the ivf index), "
                 f"got {nlist}"
             )
-        quantizer = faiss.IndexFlat(dim, measure)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, measure)
+        index = faiss.index_factory(dim, f"IVF{nlist},Flat", measure)  # owns its quantizer
         index.train(np.ascontiguousarray(first.numpy()))
         index.nprobe = int(options.get("nprobe") or max(1, nlist // 8))
-        index.own_fields = True
-        index._quantizer = quantizer  # keep the Python object alive with the index
         return index
     raise ValueError(f"backend: expected one of {FAISS_KINDS}, got {kind!r}")
 
