@@ -95,7 +95,7 @@ def test_calibrate_stores_the_threshold_and_search_marks_matches(
     captured = capsys.readouterr()
     assert "shares 10 of its 10 classes with the training split" in captured.err
     # the stored threshold is the one the verification metrics give on the val split
-    model, config = model_from_checkpoint(checkpoint)
+    _, config = model_from_checkpoint(checkpoint)
     val = build_split(config.data, "val", train=False)
     retriever = Retriever.load(index_path)
     emb, labels = embed_dataset(retriever.model, val, 64, __import__("torch").device("cpu"))

@@ -92,7 +92,7 @@ def test_export_without_a_fixed_input_side_is_refused(checkpoint: Path, tmp_path
         bundle.config, bundle.weights, bundle.num_classes,
         type(bundle.preprocessing)(**{**bundle.preprocessing.__dict__, "size": None}), 16,
     )  # fmt: skip
-    with pytest.raises(ValueError, match="data.image_size is not set"):
+    with pytest.raises(ValueError, match=r"data\.image_size is not set"):
         export_model(loose, "torchscript", tmp_path)
     with pytest.raises(ValueError, match="--format: expected one of"):
         export_model(bundle, "tflite", tmp_path)

@@ -51,7 +51,7 @@ def test_faiss_flat_equals_exact_and_approximate_indexes_find_most(tmp_path: Pat
         index.add(data[:1500])
         index.add(data[1500:])
         index.save(tmp_path / f"{backend}.index")
-        rows, scores = EmbeddingIndex.load(tmp_path / f"{backend}.index").search(queries, 10)
+        rows, _ = EmbeddingIndex.load(tmp_path / f"{backend}.index").search(queries, 10)
         recall = (
             sum(len(set(a) & set(b)) for a, b in zip(rows.tolist(), truth.tolist(), strict=True))
             / truth.numel()
@@ -103,7 +103,7 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
         index.add(torch.randn(1, 8), ids=[2])
     with pytest.raises(KeyError, match=r"no item with id \[42\]"):
         index.remove([42])
-    with pytest.raises(ValueError, match="non-finite|finite"):
+    with pytest.raises(ValueError, match=r"finite"):
         index.add(torch.full((1, 8), float("nan")))
     assert index.search(torch.randn(2, 8), k=50)[0].shape == (2, 5)  # k cut to the items
     path = index.save(tmp_path / "x.index")
@@ -113,7 +113,7 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="corrupt"):
         EmbeddingIndex.load(tmp_path / "corrupt.index")
     (tmp_path / "text.index").write_text("not an index\n")
-    with pytest.raises(CheckpointError, match="not a torch.save file"):
+    with pytest.raises(CheckpointError, match=r"not a torch\.save file"):
         EmbeddingIndex.load(tmp_path / "text.index")
     with pytest.raises(ValueError, match="backend: expected one of"):
         EmbeddingIndex(8, backend="annoy")
