@@ -39,7 +39,7 @@ MAX_K = 1000
 def _web() -> Any:
     try:
         import fastapi
-        import multipart  # noqa: F401  (python-multipart, which form uploads need)
+        import python_multipart  # noqa: F401  (which form uploads need)
         import uvicorn  # noqa: F401
     except ImportError as err:
         raise ImportError(
