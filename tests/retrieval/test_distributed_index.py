@@ -26,7 +26,9 @@ def _worker(rank: int, checkpoint: str, data: str, out: str, port: int) -> None:
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):
-        status = main(["index", "build", checkpoint, "--data", data, "--out", out, "--batch-size", "4"])
+        status = main(
+            ["index", "build", checkpoint, "--data", data, "--out", out, "--batch-size", "4"]
+        )
     if status != 0:
         raise SystemExit(status)
 
@@ -44,9 +46,24 @@ def test_two_ranks_build_the_one_process_index(
 ) -> None:
     write_folder(test_split, tmp_path / "collection", 23)  # uneven shards: 12 + 11
     data, sharded = str(tmp_path / "collection"), tmp_path / "sharded.index"
-    mp.spawn(_worker, args=(str(checkpoint), data, str(sharded), _free_port()), nprocs=WORLD, join=True)
+    mp.spawn(
+        _worker, args=(str(checkpoint), data, str(sharded), _free_port()), nprocs=WORLD, join=True
+    )
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["index", "build", str(checkpoint), "--data", data, "--out", str(tmp_path / "one.index")]) == 0
+        assert (
+            main(
+                [
+                    "index",
+                    "build",
+                    str(checkpoint),
+                    "--data",
+                    data,
+                    "--out",
+                    str(tmp_path / "one.index"),
+                ]
+            )
+            == 0
+        )
     one, two = EmbeddingIndex.load(tmp_path / "one.index"), EmbeddingIndex.load(sharded)
     assert len(two) == 23 and torch.equal(one.ids, two.ids)
     assert one.paths == two.paths and one.classes == two.classes

@@ -20,8 +20,9 @@ self pair); with a query and a reference set, all ``Q x R`` cross pairs.
 
 How: the genuine scores are collected (one pass over blocks of score rows, keeping only genuine
 pairs), sorted and reduced to their distinct values ``u_0 < ... < u_{U-1}``; a second pass over the
-same blocks finds, for each impostor score, its place among the ``u`` (``searchsorted``) and counts
-impostors below and equal to each ``u_j``. All ROC quantities follow exactly from these counts:
+same blocks finds, for each score, its place among the ``u`` (``bucketize``) and counts the pairs
+below and equal to each ``u_j``, from which the genuine pairs' own counts are subtracted: what
+remains counts the impostors. All ROC quantities follow exactly from these counts:
 ROC vertices change TAR only at genuine scores. Both passes compute the blocks with the same
 calls, so a genuine score is bit-identical in both. Memory: one block of ``rows x R`` scores and
 its masks (about 32 bytes a pair, within ``memory_bytes``) plus O(N_gen) for the genuine scores
@@ -104,10 +105,12 @@ def _pair_blocks(
     memory_bytes: int,
     device: torch.device | str | None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield ``(scores, genuine)`` of each block's pairs as flat vectors, same calls each time.
+    """Yield ``(scores, genuine)`` blocks ``(rows, C)``, computed by the same calls each time.
 
-    Leave-one-out (``ref`` None): block rows ``[a, a + rows)`` against items ``a..N-1``, keeping
-    the pairs ``j > i``; otherwise every query row against every reference.
+    Leave-one-out (``ref`` None): block rows ``[a, a + rows)`` against items ``a..N-1``; the pairs
+    ``j <= i`` of the leading square are not pairs of the set: their score is ``+inf`` (above
+    every genuine value, so they land in no count) and they are not genuine. Otherwise every
+    query row against every reference.
     """
     dev = torch.device(device) if device is not None else query.device
     q = prepare_embeddings(query, metric, dev)
@@ -125,12 +128,19 @@ def _pair_blocks(
             s = 2 * s - rr[first:][None, :] - rq[start:stop][:, None]
         same = _same_class(q_lab[start:stop], r_lab[first:])
         if ref is None:
-            rows = torch.arange(start, stop, device=dev)[:, None]
-            cols = torch.arange(first, num_ref, device=dev)[None, :]
-            keep = cols > rows
-            yield s[keep], same[keep]
-        else:
-            yield s.reshape(-1), same.reshape(-1)
+            rows = stop - start
+            outside = torch.ones(rows, rows, dtype=torch.bool, device=dev).tril()
+            s[:, :rows].masked_fill_(outside, float("inf"))
+            same[:, :rows].masked_fill_(outside, False)
+        yield s, same
+
+
+def _places(values: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+    """For each score: ``place`` = the number of genuine values below it, and whether it equals
+    ``values[place]``."""
+    place = torch.bucketize(scores, values)  # values[place - 1] < s <= values[place]
+    hit = values[place.clamp(max=values.shape[0] - 1)] == scores
+    return place, hit
 
 
 def pair_counts(
@@ -144,7 +154,11 @@ def pair_counts(
 ) -> PairCounts:
     """The :class:`PairCounts` of all pairs (module docstring); inputs are assumed validated
     (see :func:`dmlkit.evaluation.evaluate`). ``ValueError`` when there is no genuine or no
-    impostor pair."""
+    impostor pair.
+
+    The second pass places every score of a block (no masked copies) and subtracts the genuine
+    pairs' places, computed once from the genuine scores.
+    """
     r_labels = query_labels if ref_labels is None else ref_labels
 
     def blocks() -> Iterator[tuple[Tensor, Tensor]]:
@@ -158,25 +172,32 @@ def pair_counts(
             "labels: expected at least one genuine pair (two items of one class) for the "
             "verification metrics, got none"
         )
-    values, genuine = torch.unique(genuine_scores, sorted=True, return_counts=True)
-    del genuine_scores
-    size = values.shape[0] + 1
-    below = torch.zeros(size, dtype=torch.int64)
-    equal = torch.zeros(size, dtype=torch.int64)
-    num_impostor = 0
-    for s, same in blocks():
-        imp = s[~same].cpu()
-        num_impostor += imp.numel()
-        place = torch.searchsorted(values, imp)  # number of genuine values < s
-        hit = values[place.clamp(max=values.shape[0] - 1)] == imp
-        # an impostor s is below u_j for every j >= place (+1 when s equals u_place)
-        below += torch.bincount(place + hit.long(), minlength=size)
-        equal += torch.bincount(place[hit], minlength=size)
+    n, m = query_emb.shape[0], (query_emb if ref_emb is None else ref_emb).shape[0]
+    num_pairs = n * (n - 1) // 2 if ref_emb is None else n * m
+    num_impostor = num_pairs - genuine_scores.numel()
     if num_impostor == 0:
         raise ValueError(
             "labels: expected at least one impostor pair (two items of different classes) for "
             "the verification metrics, got none"
         )
+    values, genuine = torch.unique(genuine_scores, sorted=True, return_counts=True)
+    size = values.shape[0] + 1
+
+    def counts(scores: Tensor) -> tuple[Tensor, Tensor]:
+        # a score s is below u_j for every j >= place (+1 when s equals u_place)
+        place, hit = _places(values, scores.reshape(-1))
+        return (
+            torch.bincount(place + hit.long(), minlength=size),
+            torch.bincount(place[hit], minlength=size),
+        )
+
+    below, equal = counts(genuine_scores)
+    below, equal = -below, -equal
+    del genuine_scores
+    for s, _ in blocks():
+        block_below, block_equal = counts(s.cpu())
+        below += block_below
+        equal += block_equal
     return PairCounts(
         values,
         genuine.long(),

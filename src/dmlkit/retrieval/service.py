@@ -4,7 +4,7 @@
     POST /search?k=10           form upload ``image`` -> {"k", "threshold", "neighbours": [
                                 {"id", "score", "path", "class_name", "match"}, ...]}
     GET  /items/<id>/thumbnail  a PNG of an indexed item
-    GET  /health                {"items", "dim", "metric", "threshold"}
+    GET  /health                {"items", "dim", "metric", "threshold", "batches", "batched"}
 
 Uploads larger than ``max_upload_bytes`` are refused with 413 (from the ``Content-Length``
 header before the body is read, else after reading at most one byte more than the limit); data
@@ -65,7 +65,7 @@ class Batcher:
         self.max_batch = max_batch
         self.wait_s = wait_s
         self.queue: asyncio.Queue[Request] = asyncio.Queue()
-        self.batches: list[int] = []  # the size of every batch run (for tests and benchmarks)
+        self.batches: list[int] = []  # the size of every batch run (tests, benchmarks, /health)
 
     async def submit(self, inputs: Tensor, k: int) -> list[Neighbour]:
         future: asyncio.Future[list[Neighbour]] = asyncio.get_running_loop().create_future()
@@ -149,6 +149,8 @@ def create_app(
             "dim": index.dim,
             "metric": index.metric,
             "threshold": retriever.threshold,
+            "batches": len(batcher.batches),
+            "batched": sum(batcher.batches),
         }
 
     @app.get("/items/{item_id}/thumbnail")
