@@ -5,7 +5,8 @@ Synthetic clustered unit vectors (1,000 centres, noise so that neighbours are no
 N = 100,000 and 1,000,000, D = 128 and 512; queries are further draws from the same
 distribution. Build: time to add the N vectors (IVF: training on them included). Query: time to
 search ``Q`` queries for their 10 nearest (one batch call), reported as queries/s. All in one
-process with ``--threads`` threads (torch and faiss), cosine similarity.
+process with ``--threads`` threads (torch and faiss), cosine similarity. IVF: ``sqrt(N)`` lists,
+``nlist / 16`` probed, trained on 64 rows a list; HNSW: M = 32, efSearch = 64.
 
     python benchmarks/bench_index.py [--quick] [--threads 2] [--repeats 3]
 
@@ -15,7 +16,6 @@ takes longer than this 2-core machine's budget); the JSON says so.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import faiss
 
-from benchmarks.common import time_median, write_result
+from benchmarks.common import finish_run, run_parser, time_median
 from dmlkit.retrieval import EmbeddingIndex
 
 K = 10
@@ -47,7 +47,7 @@ def recall(rows: torch.Tensor, truth: torch.Tensor) -> float:
 
 def run_case(n: int, d: int, q: int, repeats: int, hnsw: bool) -> dict[str, Any]:
     data, queries = vectors(n, d, 0), vectors(q, d, 1)
-    nlist = round(4 * n**0.5)
+    nlist = round(n**0.5)
     backends: dict[str, dict[str, Any]] = {
         "exact": {},
         "flat": {},
@@ -86,9 +86,7 @@ def run_case(n: int, d: int, q: int, repeats: int, hnsw: bool) -> dict[str, Any]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = run_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -102,16 +100,12 @@ def main() -> None:
     results = [run_case(n, d, q, 1 if n >= 1_000_000 else args.repeats, h) for n, d, q, h in cases]
     ratios = [r["exact_over_flat_query_time"] for r in results]
     payload = {
-        "threads": args.threads,
-        "quick": args.quick,
         "target": "exact torch query time <= 1.2x faiss Flat (CPU)",
         "checks": {"max_exact_over_flat": max(ratios), "target_met": max(ratios) <= 1.2},
         "notes": "HNSW at N=1M, D=512 not run (build time); 1M cases: one timed run each",
-        "wall_s": time.perf_counter() - start,
         "results": results,
     }
-    path = write_result("index_quick" if args.quick else "index", payload)
-    print(f"wrote {path}")
+    finish_run("index", args, start, payload)
 
 
 if __name__ == "__main__":

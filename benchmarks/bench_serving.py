@@ -14,7 +14,6 @@ server formed (from ``/health``).
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import socket
@@ -34,7 +33,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_result
+from benchmarks.common import finish_run, run_parser
 from dmlkit.config import config_to_dict, load_config
 from dmlkit.retrieval import EmbeddingIndex, ModelBundle, Retriever
 from dmlkit.retrieval.preprocess import preprocessing
@@ -120,9 +119,7 @@ def start_server(index: Path, threads: int) -> tuple[str, subprocess.Popen[bytes
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = run_parser(__doc__)
     parser.add_argument("--requests", type=int, default=480)
     parser.add_argument("--items", type=int, default=10_000)
     args = parser.parse_args()
@@ -150,16 +147,12 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     payload = {
-        "threads": args.threads,
-        "quick": args.quick,
         "model": "glyph small_cnn 16-32-64-128, 32x32x1 -> 128-d (initial weights)",
         "index_items": args.items,
         "server": "dmlkit serve (uvicorn + FastAPI) on 127.0.0.1 in its own process, batches up to 32",
-        "wall_s": time.perf_counter() - start,
         "results": results,
     }
-    path = write_result("serving_quick" if args.quick else "serving", payload)
-    print(f"wrote {path}")
+    finish_run("serving", args, start, payload)
 
 
 if __name__ == "__main__":

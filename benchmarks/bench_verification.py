@@ -18,7 +18,6 @@ and the same EER / TAR@FAR read off its curve; its peak RSS counts the score vec
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_evaluation import sop_like
-from benchmarks.common import peak_rss_bytes, time_median, write_result
+from benchmarks.common import finish_run, peak_rss_bytes, run_parser, time_median
 from dmlkit.evaluation import evaluate
 
 FMRS = (1e-2, 1e-3, 1e-4)
@@ -124,10 +123,8 @@ def compare(n: int, repeats: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
+    parser = run_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--peer-memory-gib", type=float, default=20.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -154,8 +151,6 @@ def main() -> None:
     peer_large = peer_child(large, args.peer_memory_gib)
     print(f"N={large}: sklearn {peer_large}", flush=True)
     payload = {
-        "threads": args.threads,
-        "quick": args.quick,
         "compared": compared,
         "large": {
             "N": large,
@@ -168,10 +163,8 @@ def main() -> None:
             "sklearn": peer_large,
         },
         "checks": {"values_equal_1e-6": compared["max_abs_value_difference"] <= 1e-6},
-        "wall_s": time.perf_counter() - start,
     }
-    path = write_result("verification_quick" if args.quick else "verification", payload)
-    print(f"wrote {path}")
+    finish_run("verification", args, start, payload)
 
 
 if __name__ == "__main__":

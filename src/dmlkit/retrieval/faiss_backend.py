@@ -9,8 +9,9 @@ EmbeddingIndex: removing rows empties the faiss index (``reset``, which keeps an
 quantizer) and adds the kept rows again. A faiss index is stored as its serialized bytes
 (``faiss.serialize_index``) in a uint8 tensor, never pickled.
 
-Parameters: ``nlist`` inverted lists (default ``round(4 sqrt(N))`` at the first add, at most N) and
-``nprobe`` lists searched (default ``max(1, nlist // 8)``); HNSW ``hnsw_m`` links per node (32),
+Parameters: ``nlist`` inverted lists (default ``round(4 sqrt(N))`` at the first add, at most N; the
+coarse k-means trains on at most 64 evenly spaced rows per list of that add) and ``nprobe`` lists
+searched (default ``max(1, nlist // 8)``); HNSW ``hnsw_m`` links per node (32),
 ``ef_search`` (64) and faiss's default ``efConstruction`` (40). Memory: the vectors (N D float32)
 plus the structure (HNSW about 2 M int32 links a node).
 """
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 FAISS_KINDS = ("flat", "ivf", "hnsw")
+TRAIN_PER_LIST = 64  # IVF k-means training rows per inverted list (every step-th row of the first add)
 
 
 def import_faiss() -> Any:
@@ -63,7 +65,8 @@ def new_index(kind: str, dim: int, metric: str, options: dict[str, Any], first: 
                 f"got {nlist}"
             )
         index = faiss.index_factory(dim, f"IVF{nlist},Flat", measure)  # owns its quantizer
-        index.train(np.ascontiguousarray(first.numpy()))
+        step = max(1, n // (TRAIN_PER_LIST * nlist))  # an evenly spaced training sample
+        index.train(np.ascontiguousarray(first[::step].numpy()))
         index.nprobe = int(options.get("nprobe") or max(1, nlist // 8))
         return index
     raise ValueError(f"backend: expected one of {FAISS_KINDS}, got {kind!r}")
