@@ -90,7 +90,15 @@ def run_embed(args: argparse.Namespace) -> int:
     items = item_table(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
-        np.savez(out, emb=emb_np, labels=labels_np, index=np.arange(len(labels_np)), **items)
+        np.savez(
+            out,
+            emb=emb_np,
+            labels=labels_np,
+            index=np.arange(len(labels_np)),
+            item_ids=items["item_ids"],
+            paths=items["paths"],
+            class_names=items["class_names"],
+        )
         print(f"wrote {out}: emb {emb_np.shape}, labels, index, item_ids, paths, class_names")
     else:
         labels_path = out.with_name(f"{out.stem}.labels.npy")

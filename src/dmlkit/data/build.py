@@ -52,15 +52,15 @@ def file_split(
             parts = parts.copy().astype(object)
             parts[bad] = "unreadable"
             items = select_split(parts.astype(str), item_classes, split, val_classes, seed)
-    dataset = FileDataset(
+    out = FileDataset(
         list(paths_arr[items.indices]),
         items.labels,
         names_of(items.class_keys, names),
         transform,
         seed=seed,
     )
-    dataset.item_ids = items.indices.astype(np.int64)
-    return dataset
+    out.item_ids = items.indices.astype(np.int64)
+    return out
 
 
 def array_split(
@@ -78,12 +78,12 @@ def array_split(
     """The :class:`ArrayDataset` of ``split`` (images ``(N, H, W[, 3])`` uint8)."""
     check_split(split, allowed, dataset)
     items = select_split(parts, item_classes, split, val_classes, seed)
-    dataset = ArrayDataset(
+    out = ArrayDataset(
         images[items.indices],
         items.labels,
         names_of(items.class_keys, names),
         transform,
         seed=seed,
     )
-    dataset.item_ids = items.indices.astype(np.int64)
-    return dataset
+    out.item_ids = items.indices.astype(np.int64)
+    return out

@@ -166,7 +166,15 @@ def pair_counts(
             query_emb, query_labels, ref_emb, r_labels, metric, memory_bytes, device
         )
 
-    genuine_scores = torch.cat([s[same].cpu() for s, same in blocks()])
+    parts = []
+    for s, same in blocks():
+        parts.append(s[same].cpu())
+        if bool(torch.isnan(s).any()) or not bool(torch.isfinite(parts[-1]).all()):
+            raise ValueError(
+                f"embeddings: expected finite pair scores, got NaN or inf ({metric} of "
+                "embeddings whose products overflow float32); rescale the embeddings"
+            )
+    genuine_scores = torch.cat(parts)
     if genuine_scores.numel() == 0:
         raise ValueError(
             "labels: expected at least one genuine pair (two items of one class) for the "

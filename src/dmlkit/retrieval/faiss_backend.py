@@ -26,13 +26,15 @@ import torch
 from torch import Tensor
 
 FAISS_KINDS = ("flat", "ivf", "hnsw")
-TRAIN_PER_LIST = 64  # IVF k-means training rows per inverted list (every step-th row of the first add)
+TRAIN_PER_LIST = (
+    64  # IVF k-means training rows per inverted list (every step-th row of the first add)
+)
 
 
 def import_faiss() -> Any:
     """The faiss module; ``ImportError`` saying how to install it."""
     try:
-        import faiss  # type: ignore[import-not-found]
+        import faiss
     except ImportError as err:
         raise ImportError(
             "the flat, ivf and hnsw index backends need faiss: pip install 'dmlkit[faiss]' "

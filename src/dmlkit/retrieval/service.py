@@ -113,6 +113,7 @@ def create_app(
 ) -> Any:
     """The FastAPI application (module docstring)."""
     fastapi = _web()
+    from fastapi import Query, UploadFile
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -166,7 +167,7 @@ def create_app(
         return Response(png, media_type="image/png")
 
     @app.post("/search")
-    async def search(image: fastapi.UploadFile, k: int = fastapi.Query(10, ge=1, le=MAX_K)) -> Any:
+    async def search(image: UploadFile, k: int = Query(10, ge=1, le=MAX_K)) -> Any:
         data = await image.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             return JSONResponse(
