@@ -154,3 +154,23 @@ def write_result(name: str, payload: dict[str, Any], directory: Path = RESULTS_D
     path = directory / f"{name}.json"
     path.write_text(json.dumps({"machine": machine_info(), **payload}, indent=2) + "\n")
     return path
+
+
+def run_parser(doc: str | None) -> Any:
+    """An ``argparse`` parser with the options every benchmark run takes: ``--quick`` (a smoke
+    run) and ``--threads`` (torch threads, 2 by default)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--threads", type=int, default=2, help="torch (and faiss) threads")
+    return parser
+
+
+def finish_run(name: str, args: Any, start: float, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` with the run's threads, quick flag and wall time to
+    ``<name>.json`` (``<name>_quick.json`` for a smoke run) and print where."""
+    record = {"threads": args.threads, "quick": args.quick, "wall_s": time.perf_counter() - start}
+    path = write_result(f"{name}_quick" if args.quick else name, {**record, **payload})
+    print(f"wrote {path}")
+    return path

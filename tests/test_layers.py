@@ -19,12 +19,18 @@ LAYERS = [
     "data",
     "models",
     "training",
+    "retrieval",
     "reporting",
     "protocol",
 ]
-# The trainer, the report (which rebuilds a run's test split) and the protocol runner are driven by
-# the typed config schema; everything else at the top level is free.
-EXTRA_ALLOWED = {"training": {"config"}, "reporting": {"config"}, "protocol": {"config"}}
+# The trainer, the retrieval layer, the report (which rebuilds a run's test split) and the
+# protocol runner are driven by the typed config schema; everything else at the top level is free.
+EXTRA_ALLOWED = {
+    "training": {"config"},
+    "retrieval": {"config"},
+    "reporting": {"config"},
+    "protocol": {"config"},
+}
 
 
 def _dmlkit_imports(path: Path) -> set[str]:

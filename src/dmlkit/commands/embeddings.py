@@ -4,6 +4,7 @@ split under a trained model (the view of its output that the run evaluates)."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -54,23 +55,57 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def item_table(dataset: DMLDataset) -> dict[str, np.ndarray]:
+    """What names each row: ``item_ids (N,)`` int64, ``paths (N,)`` and ``class_names (N,)``
+    text arrays (numpy unicode, readable without pickle; ``""`` for in-memory images)."""
+    return {
+        "item_ids": np.asarray(dataset.item_ids, dtype=np.int64),
+        "paths": np.asarray(dataset.item_paths(), dtype=str),
+        "class_names": np.asarray([dataset.class_names[c] for c in dataset.labels], dtype=str),
+    }
+
+
+def write_items_csv(path: Path, labels: np.ndarray, items: dict[str, np.ndarray]) -> None:
+    """``row,item_id,label,class_name,path`` for every row of an embedding matrix."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["row", "item_id", "label", "class_name", "path"])
+        for row, (item, label, name, source) in enumerate(
+            zip(items["item_ids"], labels, items["class_names"], items["paths"], strict=True)
+        ):
+            writer.writerow([row, int(item), int(label), name, source])
+
+
 def run_embed(args: argparse.Namespace) -> int:
     """Write the embeddings of a split, the view of the model output the run evaluates (a
-    two-head model's evaluated head): ``.npy`` holds emb (N, D) float32 with the labels in
-    ``<stem>.labels.npy``; ``.npz`` holds emb, labels and index."""
+    two-head model's evaluated head), with what names each row: ``.npy`` holds emb (N, D)
+    float32, with the labels in ``<stem>.labels.npy`` and ``<stem>.items.csv`` (row, item id,
+    label, class name, path); ``.npz`` holds emb, labels, index, item_ids, paths and
+    class_names."""
     out = Path(args.out)
     if out.suffix not in (".npy", ".npz"):
         raise ValueError(f"--out: expected a .npy or .npz file name, got {out}")
-    outputs, labels, _, _, method = _embed_split(args)
+    outputs, labels, _, dataset, method = _embed_split(args)
     emb_np = method.eval_views(outputs)[0].numpy().astype(np.float32)
     labels_np = labels.numpy().astype(np.int64)
+    items = item_table(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
-        np.savez(out, emb=emb_np, labels=labels_np, index=np.arange(len(labels_np)))
-        print(f"wrote {out}: emb {emb_np.shape}, labels, index")
+        np.savez(
+            out,
+            emb=emb_np,
+            labels=labels_np,
+            index=np.arange(len(labels_np)),
+            item_ids=items["item_ids"],
+            paths=items["paths"],
+            class_names=items["class_names"],
+        )
+        print(f"wrote {out}: emb {emb_np.shape}, labels, index, item_ids, paths, class_names")
     else:
         labels_path = out.with_name(f"{out.stem}.labels.npy")
+        items_path = out.with_name(f"{out.stem}.items.csv")
         np.save(out, emb_np)
         np.save(labels_path, labels_np)
-        print(f"wrote {out}: emb {emb_np.shape}; labels: {labels_path}")
+        write_items_csv(items_path, labels_np, items)
+        print(f"wrote {out}: emb {emb_np.shape}; labels: {labels_path}; items: {items_path}")
     return 0

@@ -10,6 +10,7 @@ from dmlkit.data import offline as _offline  # noqa: F401  (registers digits, fa
 from dmlkit.data import published as _published  # noqa: F401  (registers cub, cars, sop, inshop)
 from dmlkit.data.base import ArrayDataset, DMLDataset, FileDataset, read_image
 from dmlkit.data.check import check_dataset, check_splits
+from dmlkit.data.generic import image_files, image_listing
 from dmlkit.data.registry import DATASETS, create_dataset
 from dmlkit.data.splits import ClassFold
 from dmlkit.data.transforms import TRANSFORMS, create_transform, to_tensor
@@ -25,6 +26,8 @@ __all__ = [
     "check_splits",
     "create_dataset",
     "create_transform",
+    "image_files",
+    "image_listing",
     "read_image",
     "to_tensor",
 ]

@@ -2,7 +2,10 @@
 
 ``DMLDataset[i]`` returns ``(image (C, H, W) float32, label int)``. Labels are ``0..C-1`` within the
 split (``labels (N,)`` int64), ``class_names[c]`` names label ``c`` and ``image(i)`` gives the raw
-``PIL.Image`` (for retrieval grids). Augmentation randomness is a pure function of
+``PIL.Image`` (for retrieval grids). ``item_ids (N,)`` int64 name each item by its place in the
+dataset's full item list (the same id in every split it could be in), and ``item_paths()`` gives
+each item's image file (``""`` for images held in memory): what an index or an embedding file
+writes beside the vectors. Augmentation randomness is a pure function of
 ``(seed, epoch, i)``: the transform runs with the CPU default generator seeded from those three
 numbers (the generator state is restored afterwards), so a run resumed at any batch draws the same
 crops and flips as an uninterrupted one, whatever the number of loader workers. Call
@@ -65,10 +68,15 @@ class DMLDataset(Dataset[tuple[Tensor, int]], ABC):
         self.image_size = image_size
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.item_ids = np.arange(len(self.labels), dtype=np.int64)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def item_paths(self) -> list[str]:
+        """The image file of each item; ``""`` for images held in memory."""
+        return [""] * len(self)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -178,6 +186,9 @@ class FileDataset(DMLDataset):
         if from_file is not None:
             return from_file(self.paths[i])
         return self.transform(self.load(i))
+
+    def item_paths(self) -> list[str]:
+        return [str(p) for p in self.paths]
 
 
 def readable(paths: Sequence[str]) -> np.ndarray:

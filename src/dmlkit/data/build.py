@@ -2,7 +2,8 @@
 
 Every loader parses its files into three aligned arrays, ``class keys (N,)``, ``parts (N,)``
 (see :mod:`dmlkit.data.splits`) and the images or paths, then calls :func:`file_split` or
-:func:`array_split`, which select the split, renumber the labels and name the classes.
+:func:`array_split`, which select the split, renumber the labels, name the classes and keep each
+item's place in the full table as its ``item_ids``.
 """
 
 from __future__ import annotations
@@ -51,13 +52,15 @@ def file_split(
             parts = parts.copy().astype(object)
             parts[bad] = "unreadable"
             items = select_split(parts.astype(str), item_classes, split, val_classes, seed)
-    return FileDataset(
+    out = FileDataset(
         list(paths_arr[items.indices]),
         items.labels,
         names_of(items.class_keys, names),
         transform,
         seed=seed,
     )
+    out.item_ids = items.indices.astype(np.int64)
+    return out
 
 
 def array_split(
@@ -75,10 +78,12 @@ def array_split(
     """The :class:`ArrayDataset` of ``split`` (images ``(N, H, W[, 3])`` uint8)."""
     check_split(split, allowed, dataset)
     items = select_split(parts, item_classes, split, val_classes, seed)
-    return ArrayDataset(
+    out = ArrayDataset(
         images[items.indices],
         items.labels,
         names_of(items.class_keys, names),
         transform,
         seed=seed,
     )
+    out.item_ids = items.indices.astype(np.int64)
+    return out

@@ -22,29 +22,36 @@ import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """Decode ``path`` fully and return it as RGB.
+def read_image(path: str | Path | BinaryIO, name: str | None = None) -> Image.Image:
+    """Decode ``path`` (a file name or an open binary file) fully and return it as RGB.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the path for a file
-    that is not a readable image (truncated, corrupt, unknown format).
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the path (or
+    ``name``) for data that is not a readable image (truncated, corrupt, unknown format, or
+    more pixels than PIL's decompression-bomb limit).
     """
+    shown = name if name is not None else path
     try:
         with Image.open(path) as img:
             img.load()
             return img.convert("RGB")
     except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}") from None
+        raise FileNotFoundError(f"image file not found: {shown}") from None
+    except UnidentifiedImageError:
+        raise ValueError(
+            f"cannot decode image {shown}: not an image in a format PIL reads"
+        ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot decode image {path}: {err}") from err
+        raise ValueError(f"cannot decode image {shown}: {err}") from err
 
 
 def pil_to_uint8(img: Image.Image) -> Tensor:

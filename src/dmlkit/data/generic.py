@@ -9,6 +9,7 @@ numbered in their sorted order.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,21 @@ def folder(
     )
 
 
+def _csv_rows(listing: Path) -> list[dict[str, str]]:
+    """The rows of a CSV listing with at least the columns ``path`` and ``label``."""
+    with open(listing, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        if "path" not in columns or "label" not in columns:
+            raise ValueError(
+                f"csv: {listing}: expected columns path,label[,split], got {columns}.\n{CSV_LAYOUT}"
+            )
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"csv: {listing} lists no images")
+    return rows
+
+
 @DATASETS.register("csv")
 def csv_listing(
     split: str,
@@ -101,17 +117,8 @@ def csv_listing(
             f"csv: expected root = an existing CSV file, got {root!r}.\n{CSV_LAYOUT}"
         )
     listing = Path(root).expanduser()
-    with open(listing, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        if "path" not in columns or "label" not in columns:
-            raise ValueError(
-                f"csv: {listing}: expected columns path,label[,split], got {columns}.\n{CSV_LAYOUT}"
-            )
-        rows = list(reader)
-    if not rows:
-        raise ValueError(f"csv: {listing} lists no images")
-    has_split = "split" in columns
+    rows = _csv_rows(listing)
+    has_split = "split" in rows[0]
     for number, row in enumerate(rows, start=2):
         if not row["path"] or not row["label"] or (has_split and row["split"] not in PARTS):
             raise ValueError(
@@ -127,3 +134,59 @@ def csv_listing(
     return file_split(
         "csv", paths, classes, parts, split, PARTS, transform, None, val_classes, seed, on_corrupt
     )
+
+
+def image_listing(
+    root: str | Path, transform: Transform | None = None, seed: int = 0
+) -> FileDataset:
+    """Every image of a folder or a CSV listing as one dataset, without splitting (what an index
+    of a collection holds).
+
+    A folder: images in class subdirectories (``<root>/<class>/<image>``, any depth) take the
+    directory name as their class; images directly in ``root`` have no class (``""``). A CSV:
+    ``path,label`` (``FOLDER_LAYOUT`` / ``CSV_LAYOUT``; a ``split`` column is ignored). Items are
+    in sorted path order (CSV: file order); ``item_ids`` are their positions.
+    """
+    base = Path(root).expanduser()
+    if base.is_file() and base.suffix.lower() == ".csv":
+        rows = _csv_rows(base)
+        entries = [(row["label"], base.parent / Path(row["path"]).expanduser()) for row in rows]
+    elif base.is_dir():
+        loose = sorted(
+            p for p in base.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        entries = [("", p) for p in loose] + class_images(base)
+    else:
+        raise FileNotFoundError(
+            f"{base}: expected a folder of images (a subfolder per class) or a CSV listing "
+            "with the columns path,label"
+        )
+    if not entries:
+        raise FileNotFoundError(
+            f"{base}: no images found (suffixes {' '.join(IMAGE_SUFFIXES)}), in the folder or "
+            "its class subfolders"
+        )
+    names = sorted({name for name, _ in entries})
+    labels = np.searchsorted(np.array(names), np.array([name for name, _ in entries]))
+    return FileDataset([str(p) for _, p in entries], labels, names, transform, seed=seed)
+
+
+def image_files(sources: Sequence[str | Path]) -> list[Path]:
+    """The image files named by ``sources``: a file as given, a folder as every image below it
+    (sorted); ``FileNotFoundError`` for a missing source or a folder without images."""
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted(
+                p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise FileNotFoundError(
+                    f"{source}: a folder without images ({' '.join(IMAGE_SUFFIXES)})"
+                )
+            files += found
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise FileNotFoundError(f"{source}: no such image file or folder")
+    return files

@@ -14,7 +14,9 @@ A query with no relevant reference (R = 0: its class has no other item, or no ga
 be scored: it is excluded from every mean and counted in ``num_excluded_queries`` (never a NaN).
 ``average="per_class"`` averages the per-class means instead of the per-query values. NMI, AMI and
 F1 cluster the query embeddings with k-means (:mod:`.lloyd`) into as many clusters as there are
-query classes.
+query classes. ``roc_auc``, ``eer``, ``tar_at_far`` and ``fnmr_at_fmr`` are the verification
+metrics over all pairs (:mod:`.verification`): keys ``"roc_auc"``, ``"eer"``, and one
+``"tar@far1e-3"`` / ``"fnmr@fmr1e-3"`` per rate of ``fmrs``.
 
 ``knn_backend="faiss_ivf"`` or ``"faiss_hnsw"`` ranks with approximate search instead
 (:mod:`.approximate`, for collections too large for exact search on a CPU): the metrics then
@@ -52,6 +54,7 @@ from dmlkit.evaluation.approximate import (
 from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, METRICS, chunk_rows, knn
 from dmlkit.evaluation.lloyd import kmeans
 from dmlkit.evaluation.ranking import neighbour_relevance, rank_references
+from dmlkit.evaluation.verification import DEFAULT_FMRS, pair_counts, verification_metrics
 
 STANDARD_KS: dict[str, tuple[int, ...]] = {
     "cub": (1, 2, 4, 8),
@@ -70,9 +73,14 @@ METRIC_NAMES: tuple[str, ...] = (
     "nmi",
     "ami",
     "f1",
+    "roc_auc",
+    "eer",
+    "tar_at_far",
+    "fnmr_at_fmr",
 )
 DEFAULT_METRICS: tuple[str, ...] = ("recall", "precision@1", "r_precision", "map@r", "nmi")
 _CLUSTERING = ("nmi", "ami", "f1")
+_VERIFICATION = ("roc_auc", "eer", "tar_at_far", "fnmr_at_fmr")
 _BY_FIRST_RANK = ("recall", "mrr")
 KNN_BACKENDS: tuple[str, ...] = ("torch", "faiss", *APPROXIMATE_BACKENDS)
 
@@ -139,6 +147,7 @@ def _check_inputs(
     metric: str,
     backends: tuple[str, str],
     knn_options: Mapping[str, Any],
+    fmrs: tuple[float, ...],
 ) -> None:
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
@@ -163,6 +172,8 @@ def _check_inputs(
         raise ValueError(f"average: expected 'micro' or 'per_class', got {average!r}")
     if not ks or any(k < 1 for k in ks):
         raise ValueError(f"ks: expected one or more positive integers, got {ks}")
+    if not fmrs or any(not 0.0 < f < 1.0 for f in fmrs):
+        raise ValueError(f"fmrs: expected one or more rates in (0, 1), got {fmrs}")
     check_embeddings(query_emb, "query_emb")
     check_labels(query_labels, query_emb.shape[0], "query_labels")
     if ref_emb is None:
@@ -355,6 +366,7 @@ def evaluate(
     seed: int = 0,
     kmeans_restarts: int = 1,
     knn_options: Mapping[str, Any] | None = None,
+    fmrs: Sequence[float] = DEFAULT_FMRS,
 ) -> EvalResult:
     """Retrieval and clustering metrics of ``query_emb (Q, D)`` against ``ref_emb (R, D)``.
 
@@ -368,6 +380,7 @@ def evaluate(
     :mod:`.approximate`), adding the neighbour recall to the result.
     ``seed``/``kmeans_restarts``: the k-means generator (and the approximate index's sampling)
     and the number of k-means restarts.
+    ``fmrs``: the false match rates of ``"tar_at_far"`` and ``"fnmr_at_fmr"``.
     See the module docstring for the semantics.
 
     >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -377,6 +390,7 @@ def evaluate(
     """
     wanted = tuple(DEFAULT_METRICS if metrics is None else metrics)
     ks = tuple(int(k) for k in ks)
+    fmrs = tuple(float(f) for f in fmrs)
     _check_inputs(
         query_emb,
         query_labels,
@@ -388,6 +402,7 @@ def evaluate(
         metric,
         (knn_backend, kmeans_backend),
         knn_options or {},
+        fmrs,
     )
     leave_one_out = ref_emb is None
     q_labels = query_labels.cpu()
@@ -396,7 +411,7 @@ def evaluate(
     valid = num_relevant > 0
     results: dict[str, float] = {}
     recall: dict[str, float] = {}
-    retrieval_wanted = [m for m in wanted if m not in _CLUSTERING]
+    retrieval_wanted = [m for m in wanted if m not in (*_CLUSTERING, *_VERIFICATION)]
     if retrieval_wanted:
         if not bool(valid.any()):
             raise ValueError(
@@ -449,4 +464,8 @@ def evaluate(
         scorers = {"nmi": clustering.nmi, "ami": clustering.ami, "f1": clustering.clustering_f1}
         for name in clustering_wanted:
             results[name] = scorers[name](q_labels, assign)
+    verification_wanted = [m for m in wanted if m in _VERIFICATION]
+    if verification_wanted:
+        counts = pair_counts(query_emb, q_labels, ref_emb, ref_labels, metric, memory_bytes, device)
+        results.update(verification_metrics(counts, verification_wanted, fmrs))
     return EvalResult(results, int(valid.sum()), int((~valid).sum()), ks, recall)

@@ -22,13 +22,25 @@ from dmlkit.evaluation import (
     neighbour_recall_depths,
 )
 from dmlkit.evaluation.approximate import check_options
+from dmlkit.evaluation.verification import DEFAULT_FMRS, fnmr_key, tar_key
 from dmlkit.methods import TrainingMethod
 from dmlkit.training.amp import autocast
 from dmlkit.training.distributed import DistributedContext, gather_sharded
 from dmlkit.training.loaders import loader_options
 
 PER_K = {"recall": "recall@{}", "precision_at_k": "precision@{}", "map_at_k": "map@{}"}
+PER_RATE = {"tar_at_far": tar_key, "fnmr_at_fmr": fnmr_key}
 COUNTS = ("num_queries", "num_excluded_queries")
+
+
+def metric_keys(name: str, ks: Sequence[int], fmrs: Sequence[float] = DEFAULT_FMRS) -> list[str]:
+    """The keys metric ``name`` reports: one per k (``recall@1``), one per false match rate
+    (``tar@far1e-3``), or the name itself."""
+    if name in PER_K:
+        return [PER_K[name].format(k) for k in ks]
+    if name in PER_RATE:
+        return [PER_RATE[name](f) for f in fmrs]
+    return [name]
 
 
 def metric_columns(
@@ -38,7 +50,7 @@ def metric_columns(
     with an approximate ``knn_backend`` the neighbour recall of the retrieval metrics too."""
     columns: list[str] = []
     for name in metrics:
-        for key in [PER_K[name].format(k) for k in ks] if name in PER_K else [name]:
+        for key in metric_keys(name, ks):
             if key not in columns:
                 columns.append(key)
     if knn_backend in APPROXIMATE_BACKENDS:
