@@ -145,6 +145,8 @@ def test_list_names_the_registered_components(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "datasets:" in out and "digits" in out and "glyphs" in out
     assert "losses:" in out and "ms_official" in out
+    # losses by family, one per line with the source it follows
+    assert "  proxy:\n" in out and "\n    proxy_anchor " in out and "Kim et al. 2020" in out
     assert "models:" in out and "small_cnn" in out
 
 
@@ -158,7 +160,7 @@ def test_list_names_the_registered_components(capsys: pytest.CaptureFixture[str]
         (
             ["train", "--set", "model.options.width=3"],
             "model.options: unknown option(s) ['width'] for model 'small_cnn'; accepted: "
-            "freeze_bn_affine, heads, widths",
+            "heads, widths",
         ),
         (
             ["train", "--set", "data.options.foo=3"],

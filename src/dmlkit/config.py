@@ -78,7 +78,12 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Embedding model; ``None`` fields take the model's default (``in_channels``: the dataset's)."""
+    """Embedding model; ``None`` fields take the model's default (``in_channels``: the dataset's).
+
+    ``frozen_bn``: the backbone's BatchNorm layers normalise with their running statistics and never
+    update them; ``freeze_bn_affine`` (with ``frozen_bn``) also stops their weight and bias from
+    learning (as Keras' frozen BatchNorm of the CCP code), which otherwise train (as in the
+    PyTorch codes of MS, DRO, Revisiting-DML and the Reality Check)."""
 
     name: str = "small_cnn"
     embedding_dim: int = 128
@@ -87,6 +92,7 @@ class ModelConfig:
     head_bn: bool | None = None
     normalize: bool | None = None
     frozen_bn: bool | None = None
+    freeze_bn_affine: bool | None = None
     in_channels: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 

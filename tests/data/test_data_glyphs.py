@@ -133,6 +133,39 @@ def test_dataset_splits_cache_and_determinism(
         create_dataset("glyphs", "test", cache_dir=tmp_path / "a", seed=3, **kwargs)
 
 
+@pytest.mark.filterwarnings("ignore:glyphs. skipped")
+def test_style_shift_holds_faces_out_of_training(font_dir: Path, tmp_path: Path) -> None:
+    """holdout_faces: the held-out faces never appear in train or val; test holds the same items
+    as without the option, its held-out renderings marked as queries (the other faces' the
+    gallery)."""
+    kwargs = {"root": font_dir, "num_chars": NUM_CHARS, "image_size": 16, "min_faces": 2}
+    kwargs |= {"cache_dir": tmp_path, "seed": 3}
+    data = glyph_module.load_glyphs(NUM_CHARS, 16, 2, font_dir, tmp_path)
+    face_of = {img.tobytes(): int(f) for img, f in zip(data["images"], data["faces"], strict=True)}
+    held = {1, 4}  # Synth Beta and Synth Epsilon
+    shifted = {s: create_dataset("glyphs", s, holdout_faces=["beta", "EPSILON"], **kwargs)
+               for s in ("train", "test")}  # fmt: skip
+    plain = {s: create_dataset("glyphs", s, **kwargs) for s in ("train", "test")}
+    train_faces = {face_of[img.tobytes()] for img in shifted["train"].images}
+    assert train_faces.isdisjoint(held) and len(train_faces) == 4
+    assert len(shifted["train"]) < len(plain["train"]) and plain["train"].query_mask is None
+    test = shifted["test"]
+    assert np.array_equal(test.images, plain["test"].images)
+    assert np.array_equal(test.labels, plain["test"].labels)
+    assert test.query_mask is not None and test.query_mask.any()
+    faces = np.array([face_of[img.tobytes()] for img in test.images])
+    assert np.array_equal(test.query_mask, np.isin(faces, list(held)))
+    val = create_dataset("glyphs", "val", holdout_faces=["beta"], val_classes=1, **kwargs)
+    assert val.query_mask is None
+    assert {face_of[img.tobytes()] for img in val.images}.isdisjoint({1})
+    with pytest.raises(ValueError, match="holdout_faces: expected one of"):
+        create_dataset("glyphs", "train", holdout_faces="italic", **kwargs)
+    with pytest.raises(ValueError, match="match some but not all"):
+        create_dataset("glyphs", "train", holdout_faces=["synth"], **kwargs)
+    with pytest.raises(ValueError, match="match some but not all"):
+        create_dataset("glyphs", "train", holdout_faces=["omega"], **kwargs)
+
+
 def test_too_few_faces_or_characters(font_dir: Path, tmp_path: Path) -> None:
     kwargs = {"root": font_dir, "num_chars": NUM_CHARS, "image_size": 16, "cache_dir": tmp_path}
     with (

@@ -244,6 +244,56 @@ def test_topk_pn_reproduces_official(k_code: int) -> None:
     assert ours == pytest.approx(official_topk_pn(x, y, k_code), rel=1e-9)
 
 
+@pytest.mark.parametrize("k_code", [25, 40, 100])
+def test_topk_pn_match_reproduces_the_official_fallback(k_code: int) -> None:
+    """k above the unique positives (24 here): the official code takes all positives and as many
+    hardest negatives as there are positives; the default clamp keeps k negatives instead."""
+    x, y = _batch(19, classes=8, m=3, d=16)  # 24 unique positives, 252 unique negatives
+    with pytest.warns(UserWarning, match="exceeds"):
+        ours = create("dro_topk_pn", k=k_code, short_side="match")(x, y).item()
+    assert ours == pytest.approx(official_topk_pn(x, y, k_code), rel=1e-9)
+    with pytest.warns(UserWarning, match="exceeds"):
+        clamped = create("dro_topk_pn", k=k_code)(x, y).item()
+    pos_l, neg_l = ordered_pair_losses(x, y)  # each unique pair twice: take every other sorted
+    top_neg = torch.sort(neg_l, descending=True).values[::2][:k_code]
+    assert clamped == pytest.approx(0.5 * pos_l.mean().item() + 0.5 * top_neg.mean().item())
+    assert clamped != pytest.approx(ours)
+    # below the positives both rules are the paper's (and the official) top-k per side
+    assert create("dro_topk_pn", k=10, short_side="match")(x, y).item() == pytest.approx(
+        official_topk_pn(x, y, 10), rel=1e-9
+    )
+
+
+def test_topk_pn_short_side_needs_topk() -> None:
+    from dmlkit.losses.dro import DROPNAggregator
+
+    with pytest.raises(ValueError, match="short_side"):
+        create("dro_topk_pn", short_side="official")
+    with pytest.raises(ValueError, match="TopK"):
+        DROPNAggregator(KLPenalty(0.1), short_side="match")
+
+
+def test_topk_pn_one_sided_batch_gets_full_weight() -> None:
+    """All labels distinct: no positive pair, so the negative half alone is the loss, with weight
+    1 (not 1/2), and every selected negative pair gets gradient weight 1/k."""
+    x = torch.tensor(
+        [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-0.6, 0.8], [-1.0, 0.0]], dtype=torch.float64
+    )
+    y = torch.arange(5)
+    s = x @ x.T
+    neg = sorted(
+        (max(float(s[i, j]) - 0.3, 0.0) for i in range(5) for j in range(i + 1, 5)),
+        reverse=True,
+    )
+    for short_side in ("clamp", "match"):
+        loss = create("dro_topk_pn", k=3, short_side=short_side)
+        assert loss(x, y).item() == pytest.approx(sum(neg[:3]) / 3, rel=1e-12)
+    assert sum(neg[:3]) / 3 == pytest.approx((0.5 + 0.5 + 0.3) / 3)  # cosines 0.8, 0.8, 0.6
+    wide = create("dro_topk_pn", k=100)
+    with pytest.warns(UserWarning, match="exceeds"):
+        assert wide(x, y).item() == pytest.approx(sum(neg) / len(neg), rel=1e-12)
+
+
 def test_sampled_kl_expectation_matches_official() -> None:
     x, y = _batch(13, classes=8, m=4, d=8)
     expected = official_sampled_kl_expectation(x, y, k_code=5, lam=0.1)

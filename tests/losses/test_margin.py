@@ -9,7 +9,7 @@ from pytorch_metric_learning import losses as pml_losses
 from dmlkit.core import relation_masks
 from dmlkit.losses import create
 from dmlkit.losses.margin import MarginLoss
-from dmlkit.losses.triplet_sampling import DistanceWeightedSampler
+from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, cosine_to_distance
 
 
 def _batch(seed: int, b: int = 14, d: int = 6, classes: int = 4) -> tuple[torch.Tensor, ...]:
@@ -26,8 +26,11 @@ def loop_reference(
     beta: list[float],
     margin: float = 0.2,
     nu: float = 0.0,
+    per_triplet: bool = False,
 ) -> float:
-    """Sum the two hinges of every triplet one by one; divide by the number of non-zero hinges."""
+    """Sum the two hinges of every triplet one by one; divide by the number of non-zero hinges, or
+    with ``per_triplet`` by the number of triplets with a non-zero hinge (the Revisiting-DML and
+    DiVA code: ``sum((pos_loss > 0) + (neg_loss > 0))`` of two bool tensors, a logical OR)."""
     xn = x / x.norm(dim=1, keepdim=True)
     total, active = 0.0, 0
     for a, p, n in triplets:
@@ -35,7 +38,7 @@ def loop_reference(
         lp = max(float((xn[a] - xn[p]).norm()) - b + margin, 0.0)
         ln = max(b - float((xn[a] - xn[n]).norm()) + margin, 0.0)
         total += lp + ln + nu * b
-        active += (lp > 0) + (ln > 0)
+        active += (lp > 0 or ln > 0) if per_triplet else (lp > 0) + (ln > 0)
     return total / max(active, 1)
 
 
@@ -65,6 +68,73 @@ def test_all_triplets_match_loop(nu: float) -> None:
     assert loss(x, y).item() == pytest.approx(expected, rel=1e-10)
 
 
+@pytest.mark.parametrize("nu", [0.0, 0.05])
+def test_active_triplets_normaliser_matches_loop(nu: float) -> None:
+    """normalize='active_triplets' divides by the triplets with any active hinge (all triplets in
+    closed form, sampled and given triplets one by one); the default by the active hinges."""
+    x, y = _batch(3, b=16, classes=4)
+    betas = torch.tensor([0.95, 1.0, 1.1, 1.2])
+    every = _all_triplets(y)
+    for triplets in ("all", "distance_weighted"):
+        loss = MarginLoss(
+            4, nu=nu, triplets=triplets, normalize="active_triplets", upper_cutoff=None
+        )
+        loss = _with_betas(loss, betas).double()
+        if triplets == "distance_weighted":
+            xn = x / x.norm(dim=1, keepdim=True)
+            pos, neg = relation_masks(y, y, self_index=torch.arange(16))
+            sampled = DistanceWeightedSampler(upper_cutoff=None)(
+                cosine_to_distance(xn @ xn.T), pos, neg, 6
+            )
+            given = list(zip(*(t.tolist() for t in sampled), strict=True))
+            value = loss(x, y, triplets=sampled).item()
+        else:
+            given, value = every, loss(x, y).item()
+        expected = loop_reference(x, y, given, betas.tolist(), nu=nu, per_triplet=True)
+        assert value == pytest.approx(expected, rel=1e-10)
+        terms = loop_reference(x, y, given, betas.tolist(), nu=nu)
+        assert terms < expected  # some triplets have both hinges active here
+    with pytest.raises(ValueError, match="normalize"):
+        MarginLoss(4, normalize="pairs")  # type: ignore[arg-type]
+
+
+def test_hand_placed_normalisers() -> None:
+    # a=(1,0): p=(0,1) at d = sqrt 2 (positive hinge sqrt2 - 1.2 + 0.2 active), n=(0.8,0.6) at
+    # d = sqrt(0.4) (negative hinge 1.2 - 0.632 + 0.2 active): two active terms, one triplet
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 1])
+    trip = (torch.tensor([0]), torch.tensor([1]), torch.tensor([2]))
+    total = (2**0.5 - 1.2 + 0.2) + (1.2 - 0.4**0.5 + 0.2)
+    for normalize, divisor in (("active_terms", 2), ("active_triplets", 1)):
+        loss = _with_betas(MarginLoss(normalize=normalize).double(), torch.tensor([1.2]))
+        assert loss(x, y, triplets=trip).item() == pytest.approx(total / divisor, rel=1e-12)
+
+
+def test_per_anchor_triplets_one_per_anchor_uniform_positive() -> None:
+    """per_anchor: every anchor with a positive and a negative gives one triplet; its positive is
+    uniform over the anchor's positives (chi-square over many draws), its negative drawn by
+    distance as per positive pair."""
+    x, y = _batch(9, b=12, classes=3)
+    xn = x / x.norm(dim=1, keepdim=True)
+    pos, neg = relation_masks(y, y, self_index=torch.arange(12))
+    dist = cosine_to_distance(xn @ xn.T)
+    sampler = DistanceWeightedSampler(generator=torch.Generator().manual_seed(1), per_anchor=True)
+    counts = torch.zeros(12, 12)
+    for _ in range(600):
+        a, p, n = sampler(dist, pos, neg, 6)
+        assert a.tolist() == [i for i in range(12) if pos[i].any()]
+        assert bool(pos[a, p].all()) and bool(neg[a, n].all())
+        counts[a, p] += 1
+    for i in range(12):
+        row = counts[i][pos[i]]
+        if row.numel() > 1:
+            expected = row.sum() / row.numel()
+            chi2 = float(((row - expected) ** 2 / expected).sum())
+            assert chi2 < 25.0  # df <= 5: p < 1e-4 under uniformity
+    loss = MarginLoss(3, per_anchor=True).double()
+    assert loss.sampler.per_anchor
+
+
 def test_hand_placed_triplet() -> None:
     # a=(1,0), p=(0,1) at d = sqrt 2, n=(-1,0) at d = 2; beta 1.2, margin 0.2:
     # positive hinge sqrt2 - 1.2 + 0.2 = 0.4142 (active), negative hinge 1.2 - 2 + 0.2 < 0
@@ -83,7 +153,7 @@ def test_sampled_triplets_match_loop() -> None:
     xn = x / x.norm(dim=1, keepdim=True)
     pos, neg = relation_masks(y, y, self_index=torch.arange(12))
     sampler = DistanceWeightedSampler(generator=torch.Generator().manual_seed(3))
-    a, p, n = sampler(xn @ xn.T, pos, neg, 6)
+    a, p, n = sampler(cosine_to_distance(xn @ xn.T), pos, neg, 6)
     triplets = list(zip(a.tolist(), p.tolist(), n.tolist(), strict=True))
     expected = loop_reference(x, y, triplets, loss.beta.tolist())
     assert value.item() == pytest.approx(expected, rel=1e-10)
@@ -107,7 +177,7 @@ def test_parity_with_pml(num_classes: int | None, nu: float, given: bool) -> Non
         xn = x / x.norm(dim=1, keepdim=True)
         pos, neg = relation_masks(y, y, self_index=torch.arange(30))
         trip = DistanceWeightedSampler(generator=torch.Generator().manual_seed(0))(
-            xn @ xn.T, pos, neg, 8
+            cosine_to_distance(xn @ xn.T), pos, neg, 8
         )
     e1, e2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     v1, v2 = ours(e1, y, triplets=trip), theirs(e2, y, trip)

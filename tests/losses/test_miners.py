@@ -60,6 +60,24 @@ def test_ms_miner_matches_loop(eps: float) -> None:
         assert bool(p[i].any()) == bool(n[i].any())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ms_miner_is_strict_at_an_exact_tie(dtype: torch.dtype) -> None:
+    """Exactly representable similarities (multiples of 1/8, epsilon 1/8): a positive with
+    ``s - eps`` equal to the hardest negative, and a negative with ``s + eps`` equal to the hardest
+    positive, are both dropped (strict inequalities, as the official code); one step inside the tie
+    they are kept."""
+    sim = torch.tensor([[0.75, 0.5, 0.625, 0.375, 0.25]], dtype=dtype)
+    pos = torch.tensor([[True, True, False, False, False]])
+    neg = ~pos
+    p, n = MultiSimilarityMiner(0.125)(sim, pos, neg)
+    assert p.tolist() == [[False, True, False, False, False]]  # 0.75 - 0.125 == 0.625: dropped
+    assert n.tolist() == [[False, False, True, False, False]]  # 0.375 + 0.125 == 0.5: dropped
+    inside = torch.tensor([[0.75 - 2**-10, 0.5, 0.625, 0.375 + 2**-10, 0.25]], dtype=dtype)
+    p, n = MultiSimilarityMiner(0.125)(inside, pos, neg)
+    assert p.tolist() == [[True, True, False, False, False]]
+    assert n.tolist() == [[False, False, True, True, False]]
+
+
 def test_hardest_and_topk_miners() -> None:
     s, pos, neg, _ = _setup(2)
     hp, hn = HardestPairMiner()(s, pos, neg)

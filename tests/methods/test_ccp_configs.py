@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from dmlkit.config import load_config
 from dmlkit.methods import CCPLoss, CCPMethod
@@ -28,11 +29,45 @@ def test_ccp_config_builds_its_loss_and_method(path: Path) -> None:
     assert method.round_options["pool"] == (7 if large else 12)
     assert method.round_options["lam"] == 2e-4 and method.round_options["patience"] == 3
     if path.parent.name != "glyphs":
+        assert config.model.frozen_bn and config.model.freeze_bn_affine  # as the CCP code
         assert config.optimizer.name == "adam" and config.optimizer.lr == 1e-5
         assert config.schedule.name == "constant" and config.train.patience == 60
         assert config.model.name == "bninception" and dim == 128
         assert (config.data.batch_size, config.data.m) == (32, 4)
         assert config.train.eval_every == (250 if large else 25)
+
+
+def test_ccp_config_model_trains_no_batchnorm_parameter() -> None:
+    """The CCP configs freeze BatchNorm as the official Keras code (statistics and affine
+    parameters): no BatchNorm weight or bias in the optimizer, none changes in a step, while the
+    MLRC base config (statistics only) still trains them. A small CNN with BatchNorm stands in for
+    BN-Inception (the same flags reach any backbone)."""
+    from dmlkit.models.batchnorm import batchnorm_layers
+    from dmlkit.training.build import build_model
+    from dmlkit.training.optim import build_optimizer
+
+    for name, frozen_affine in (("ccp_c2.yaml", True), ("mlrc_contrastive.yaml", False)):
+        small = ["model.name=small_cnn", "model.pretrained=null", "model.embedding_dim=8"]
+        config = load_config(CONFIGS / "cub" / name, [*small, "model.options={widths: [4, 8]}"])
+        model = build_model(config.model)
+        loss = build_loss(config.loss, 4, config.model.embedding_dim)
+        optimizer = build_optimizer(config.optimizer, model, loss)
+        layers = batchnorm_layers(model.backbone)
+        bn_params = {id(p) for layer in layers for p in (layer.weight, layer.bias)}
+        optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        assert layers and bool(bn_params & optimized) != frozen_affine
+        model.train()
+        assert not any(layer.training for layer in layers)  # statistics frozen in both
+        before = [p.detach().clone() for layer in layers for p in (layer.weight, layer.bias)]
+        x = torch.randn(4, 1, 16, 16)
+        emb = model(x)
+        value = loss(emb, torch.tensor([0, 0, 1, 1]))
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        after = [p.detach() for layer in layers for p in (layer.weight, layer.bias)]
+        unchanged = all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        assert unchanged == frozen_affine
 
 
 # SUPP p.5: C2 (m+, m-), MS (alpha, beta, lambda), triplet margin per dataset; C1 margin 0.5.

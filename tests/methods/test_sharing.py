@@ -15,10 +15,12 @@ from dmlkit.config import load_config
 from dmlkit.data.fonts import distinct_faces, font_files
 from dmlkit.data.glyphs import FONT_DIR
 from dmlkit.losses import MarginLoss, create
+from dmlkit.losses.triplet_sampling import cosine_to_distance
 from dmlkit.methods import Callback, Decorrelation, SharedTripletLoss, SharingLoss, TrainerView
 from dmlkit.methods.sharing import Sharing, sharing
-from dmlkit.sampling import SharedNegSampler
+from dmlkit.sampling import SharedNegSampler, SurrogateSampler
 from dmlkit.training import Trainer, load_checkpoint
+from dmlkit.training.build import build_loss, build_method
 from dmlkit.training.optim import parameter_groups
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +118,103 @@ def test_shared_triplets_feed_a_pair_loss_through_masks() -> None:
     assert value.ndim == 0 and torch.isfinite(value) and value > 0
     with pytest.raises(TypeError, match="batch loss"):
         SharedTripletLoss(torch.nn.MSELoss(), SharedNegSampler())
+
+
+def _near_far_batch(scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """D = 128 unit rows: anchor 0 = e_0; item 1 its class partner (e_1, d = sqrt 2); items 2-5 of
+    other classes, 2 and 3 near the anchor (cosine 0.99, d ~ 0.14), 4 and 5 farther (cosine 0.28,
+    d = 1.2, where the inverse-sphere weight is ~1e-20 of the near ones')."""
+    eye = torch.eye(128, dtype=torch.float64)
+    rows = [eye[0], eye[1]]
+    for k, c in ((2, 0.99), (3, 0.99), (4, 0.28), (5, 0.28)):
+        rows.append(c * eye[0] + (1 - c * c) ** 0.5 * eye[k])
+    return scale * torch.stack(rows), torch.tensor([0, 0, 1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot", "neg_euclidean", "neg_sq_euclidean"])
+def test_shared_triplets_sample_the_nearest_negatives_for_any_similarity(similarity: str) -> None:
+    """The sampler works from unit-sphere distances of the loss's own similarity: whatever the
+    similarity, the anchor's shared negatives are its near items (2 and 3), never the nearly
+    antipodal ones (converting -d as if it were a cosine picks the far ones)."""
+    emb, labels = _near_far_batch()
+    sampler = SharedNegSampler(generator=torch.Generator().manual_seed(0))
+    loss = SharedTripletLoss(create("contrastive", similarity=similarity), sampler)
+    drawn: list[int] = []
+
+    def spy(dist: torch.Tensor, *args: Any) -> Any:
+        triplets = sampler(dist, *args)
+        drawn.append(int(triplets[2][0]))  # anchor 0's negative
+        return triplets
+
+    loss.sampler = spy
+    for _ in range(50):
+        loss(emb, labels)
+    assert set(drawn) <= {2, 3} and len(drawn) == 50
+
+
+@pytest.mark.parametrize("similarity", ["dot", "neg_euclidean", "neg_sq_euclidean"])
+def test_shared_triplets_refuse_a_similarity_off_the_unit_sphere(similarity: str) -> None:
+    emb, labels = _near_far_batch(scale=3.0)
+    loss = SharedTripletLoss(create("contrastive", similarity=similarity), SharedNegSampler())
+    with pytest.raises(ValueError, match="unit-norm embeddings"):
+        loss(emb, labels)
+    cosine = SharedTripletLoss(create("contrastive"), SharedNegSampler())
+    assert torch.isfinite(cosine(emb, labels))  # the cosine normalises: any norm
+
+
+def test_surrogate_margin_loss_uses_the_beta_of_the_surrogate_id() -> None:
+    """Surrogate triplets: β is indexed by the anchor's surrogate id (its block), as in the
+    paper-era code, not by its class; the value is the margin loss with the ids as labels."""
+    g = torch.Generator().manual_seed(2)
+    emb = F.normalize(torch.randn(8, 6, generator=g, dtype=torch.float64), dim=1)
+    emb.requires_grad_(True)
+    labels = torch.tensor([4, 5, 6, 7, 4, 5, 6, 7])  # classes 4-7; blocks of 2: ids 0-3
+    sampler = SurrogateSampler(m=2, generator=torch.Generator().manual_seed(0), per_anchor=True)
+    margin = MarginLoss(num_classes=8).double()
+    with torch.no_grad():
+        margin.beta.copy_(torch.linspace(0.8, 1.5, 8))
+    value = SharedTripletLoss(margin, sampler)(emb, labels)
+    value.backward()
+    grad = margin.beta.grad
+    assert grad is not None and grad[:4].abs().sum() > 0 and grad[4:].abs().sum() == 0
+    again = SurrogateSampler(m=2, generator=torch.Generator().manual_seed(0), per_anchor=True)
+    dist = torch.cdist(emb.detach(), emb.detach())
+    pos, neg = margin.pairs(emb.detach(), labels)[1:]
+    triplets = again(dist, pos, neg, 6)
+    expected = margin(emb.detach(), torch.arange(8) // 2, triplets=triplets)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+@pytest.mark.parametrize("dataset", ["cub", "cars", "sop"])
+def test_authors_configs_use_the_authors_code_rules(dataset: str) -> None:
+    """revisitdml_margin.yaml and sharing.yaml claim the Revisiting-DML / DiVA code: the margin
+    loss divides by the triplets with an active term, the distance miner has no upper cutoff and
+    draws one triplet per anchor, and so do the shared samplers (a copy of the same loss)."""
+    config = load_config(ROOT / "configs" / dataset / "sharing.yaml")
+    margin = build_loss(config.loss, 100, 128)
+    assert margin.normalize == "active_triplets"
+    assert margin.sampler.upper_cutoff is None and margin.sampler.per_anchor
+    method = build_method(config.method, 100, config.model.embedding_dim, 0)
+    wrapped = method.wrap_loss(margin)
+    assert wrapped.shared.loss.normalize == "active_triplets"
+    assert wrapped.shared.sampler.distance_weighted.per_anchor
+    assert wrapped.shared.sampler.distance_weighted.upper_cutoff is None
+    # on a 56 x 2 batch (RDML's) the value is the per-triplet normalised loop over its triplets
+    g = torch.Generator().manual_seed(0)
+    emb = F.normalize(torch.randn(112, 128, generator=g, dtype=torch.float64), dim=1)
+    labels = torch.arange(56).repeat_interleave(2)
+    torch.manual_seed(0)
+    value = margin.double()(emb, labels)
+    torch.manual_seed(0)
+    sim, pos, neg = margin.pairs(emb, labels)
+    a, p, n = margin.sampler(cosine_to_distance(sim), pos, neg, 128)
+    assert a.tolist() == list(range(112))
+    d_ap = (emb[a] - emb[p]).norm(dim=1)
+    d_an = (emb[a] - emb[n]).norm(dim=1)
+    beta = margin.beta.detach()[labels[a]].double()
+    lp, ln = (d_ap - beta + 0.2).clamp_min(0), (beta - d_an + 0.2).clamp_min(0)
+    active = int(((lp > 0) | (ln > 0)).sum())
+    assert value.item() == pytest.approx(float((lp + ln).sum()) / active, rel=1e-9)
 
 
 def test_method_builds_the_loss_from_a_copy_and_scores_the_views() -> None:

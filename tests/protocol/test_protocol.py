@@ -20,6 +20,7 @@ from dmlkit.cli import main
 from dmlkit.config import ConfigError
 from dmlkit.evaluation import evaluate
 from dmlkit.protocol.runner import run_protocol
+from dmlkit.protocol.search import with_overrides
 from dmlkit.protocol.settings import load_protocol
 from dmlkit.protocol.stats import mean_ci, student_t_quantile
 from dmlkit.training import Callback, Trainer
@@ -253,6 +254,14 @@ def test_search_on_validation_then_protocol_via_cli(
             assert trial["selected_on"] == "val"
     assert results["summary"]["separated"]["map@r"]["half_width"] is None
     assert "Search: 2 trials" in capsys.readouterr().out
+    # seed 0 is the search's seed: the best trial's fold models are its runs, not trained again
+    assert not (out_dir / "seed0").exists()
+    number = results["search"]["number"]
+    for f, fold in enumerate(results["runs"][0]["folds"]):
+        metrics = json.loads(
+            (out_dir / "search" / f"trial{number}" / f"fold{f}" / "metrics.json").read_text()
+        )
+        assert fold["test"] == metrics["best"] and fold["val"] == metrics["best_val"]
 
 
 @pytest.mark.parametrize(
@@ -262,3 +271,100 @@ def test_shipped_protocol_configs_load(path: Path) -> None:
     protocol, config = load_protocol(path)
     assert protocol.folds == 4 and config.data.val_classes == 0
     assert config.eval.select_metric == "map@r" and not config.train.select_on_test
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:glyphs. skipped")  # some installed faces fail to render
+def test_two_head_views_and_query_gallery_set(tmp_path: Path) -> None:
+    """A two-head sharing model on the glyph style shift: every view (evaluated head, shared
+    head, their concatenation) and the held-out faces' queries against the gallery are reported
+    separated and concatenated; the concatenated shared view is the fold models' shared heads
+    concatenated, scored queries against gallery."""
+    from dmlkit.data.fonts import distinct_faces, font_files
+    from dmlkit.data.glyphs import FONT_DIR, held_out_faces
+
+    names = np.array([r.face.name for r in distinct_faces(font_files(FONT_DIR), 16)[0]])
+    try:
+        held_out_faces(names, "serif")
+    except ValueError:
+        pytest.skip(f"the faces under {FONT_DIR} are not split by the 'serif' group")
+    data = json.loads(json.dumps(TINY))
+    data["data"] = {
+        "name": "glyphs",
+        "options": {"num_chars": 20, "image_size": 16, "holdout_faces": "serif"},
+        "batch_size": 16,
+        "m": 4,
+        "batches_per_epoch": 4,
+    }
+    data["model"] = {
+        "name": "small_cnn",
+        "embedding_dim": 12,
+        "options": {"widths": [4, 8], "heads": {"discriminative": 8, "shared": 4}},
+    }
+    data["loss"] = {"name": "margin"}
+    data["method"] = {"name": "sharing", "options": {"shared_dim": 4, "hidden_dim": 8}}
+    data["protocol"] = {"folds": 2, "seeds": [0, 1], "metrics": ["map@r"]}
+    data["output"]["dir"] = str(tmp_path / "runs")
+    path = tmp_path / "protocol.yaml"
+    path.write_text(yaml.safe_dump(data))
+    protocol, config = load_protocol(path)
+    results = run_protocol(protocol, config, tmp_path / "out")
+    keys = [
+        "map@r",
+        "query_gallery/map@r",
+        "shared/map@r",
+        "shared/query_gallery/map@r",
+        "concat/map@r",
+        "concat/query_gallery/map@r",
+    ]
+    for mode in ("separated", "concatenated"):
+        assert list(results["summary"][mode]) == keys
+    assert results["view_dims"] == {"shared": 4, "concat": 12}
+    run = results["runs"][0]
+    saved = [
+        np.load(tmp_path / "out" / "seed0" / f"fold{f}" / "embeddings" / "test.npz")
+        for f in range(2)
+    ]
+    query = torch.from_numpy(saved[0]["query"])
+    labels = torch.from_numpy(saved[0]["labels"])
+    shared = torch.cat([F.normalize(torch.from_numpy(s["emb"])[:, 8:], dim=1) for s in saved], 1)
+    shared = F.normalize(shared, dim=1)
+    expected = evaluate(shared[query], labels[query], shared[~query], labels[~query], ["map@r"])
+    got = run["concatenated"]["shared/query_gallery/map@r"]
+    assert got == pytest.approx(expected.to_dict()["map@r"])
+    assert run["separated"]["shared/map@r"] == pytest.approx(
+        np.mean([f["test"]["shared/map@r"] for f in run["folds"]])
+    )
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| concatenated | shared/query_gallery | 8 |" in table
+    assert "| separated | query_gallery | 8 |" in table
+
+
+def test_search_can_start_from_the_config_values(tmp_path: Path) -> None:
+    """include_config: trial 0 is the config's own values of the space; the others are drawn.
+    Paths without a value, or values outside their range, are refused."""
+    pytest.importorskip("optuna")
+    from dmlkit.protocol.search import config_values, run_search
+    from dmlkit.protocol.settings import SearchConfig
+
+    _, config = load_protocol(write_config(tmp_path))
+    config = with_overrides(config, ["optimizer.lr=0.002", "loss.options={alpha: 2.0}"])
+    space = {
+        "optimizer.lr": {"low": 1e-4, "high": 1e-2, "log": True},
+        "loss.options.alpha": {"choices": [1.0, 2.0, 4.0]},
+    }
+    seen: list[tuple[float, float]] = []
+
+    def objective(trial_config: Any, trial_dir: Path) -> float:
+        seen.append((trial_config.optimizer.lr, trial_config.loss.options["alpha"]))
+        return -abs(trial_config.optimizer.lr - 0.005)
+
+    search = SearchConfig(trials=3, seed=0, space=space, include_config=True)
+    result = run_search(search, config, tmp_path / "search", objective)
+    assert seen[0] == (0.002, 2.0) and len(seen) == 3
+    assert result["trials"][0]["overrides"] == ["optimizer.lr=0.002", "loss.options.alpha=2.0"]
+    assert len(set(seen)) == 3
+    with pytest.raises(ConfigError, match="outside its space"):
+        config_values(config, {"optimizer.lr": {"low": 0.01, "high": 0.1}})
+    with pytest.raises(ConfigError, match=r"sets no value at 'loss\.options\.beta'"):
+        config_values(config, {"loss.options.beta": {"low": 1.0, "high": 2.0}})

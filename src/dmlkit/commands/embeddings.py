@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from dmlkit.config import ExperimentConfig
@@ -45,10 +46,11 @@ def run_eval(args: argparse.Namespace) -> int:
     """Evaluate the model of CHECKPOINT on a split of its dataset and print the metrics (with a
     training method's further views, e.g. a two-head model's heads, as ``view/metric``)."""
     emb, labels, config, dataset, method = _embed_split(args)
-    metrics = score_views(method, emb, labels, config.eval, config.seed)
+    query = None if dataset.query_mask is None else torch.from_numpy(dataset.query_mask)
+    metrics = score_views(method, emb, labels, config.eval, config.seed, query)
     print(f"{config.data.name} {args.split}: {len(dataset)} images, {dataset.num_classes} classes")
     for name, value in metrics.items():
-        shown = f"{int(value)}" if name in COUNTS else f"{100 * value:.2f}"
+        shown = f"{int(value)}" if name.rsplit("/", 1)[-1] in COUNTS else f"{100 * value:.2f}"
         print(f"{name:<24}{shown:>10}")
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")

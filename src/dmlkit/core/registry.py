@@ -7,15 +7,27 @@
 
     LOSSES.create("ms", beta=40.0)
 
-Unknown names raise ``KeyError`` listing the registered ones.
+Unknown names raise ``KeyError`` listing the registered ones. An entry may carry a ``family`` and
+a ``source`` (the paper or code it follows), which ``dmlkit list`` and the documentation show::
+
+    @LOSSES.register("arcface", family="margin softmax", source="Deng et al. 2019, ArcFace")
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """What a registry knows about an entry beside its factory: a family and a source."""
+
+    family: str = ""
+    source: str = ""
 
 
 class Registry(Generic[T]):
@@ -24,14 +36,19 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._factories: dict[str, Callable[..., T]] = {}
+        self._info: dict[str, EntryInfo] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator registering ``factory`` under ``name`` (names are unique)."""
+    def register(
+        self, name: str, *, family: str = "", source: str = ""
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering ``factory`` under ``name`` (names are unique), with an optional
+        ``family`` and ``source`` for listings."""
 
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories:
                 raise KeyError(f"{self.kind} {name!r} is already registered")
             self._factories[name] = factory
+            self._info[name] = EntryInfo(family, source)
             return factory
 
         return deco
@@ -46,6 +63,11 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self._factories))}"
             )
         return self._factories[name]
+
+    def info(self, name: str) -> EntryInfo:
+        """The family and source of ``name`` (``KeyError`` as :meth:`get` for unknown names)."""
+        self.get(name)
+        return self._info[name]
 
     def names(self) -> list[str]:
         return sorted(self._factories)

@@ -40,6 +40,10 @@ class DMLDataset(Dataset[tuple[Tensor, int]], ABC):
     channel count after the default conversion (1 grayscale, 3 RGB) and ``image_size`` the side of
     square fixed-size images (``None`` when images vary). Without a ``transform`` an item is the
     image as float32 in ``[0, 1]``, shape ``(C, H, W)``.
+
+    ``query_mask`` (``None``, or bool ``(N,)``): set on a ``"test"`` split made of query and gallery
+    items (In-Shop, the glyph style shift); evaluation then also scores the queries against the
+    gallery (:func:`dmlkit.training.evaluate.score`).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class DMLDataset(Dataset[tuple[Tensor, int]], ABC):
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.item_ids = np.arange(len(self.labels), dtype=np.int64)
+        self.query_mask: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:

@@ -60,6 +60,7 @@ def file_split(
         seed=seed,
     )
     out.item_ids = items.indices.astype(np.int64)
+    out.query_mask = items.query_mask
     return out
 
 
@@ -86,4 +87,5 @@ def array_split(
         seed=seed,
     )
     out.item_ids = items.indices.astype(np.int64)
+    out.query_mask = items.query_mask
     return out

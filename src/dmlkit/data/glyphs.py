@@ -19,6 +19,16 @@ Pillow and FreeType versions. With the packages of ``scripts/install-glyph-fonts
 about 16 s and loaded from the cache in about 0.2 s (32 px). Weights of one family (Noto Sans CJK
 Regular / Medium, ...) are close, so even raw pixels reach a high precision@1; MAP@R (raw pixels
 about 0.40) is the informative metric. Memory O(N size^2) uint8 for N images.
+
+Style shift (``holdout_faces``): a group of font faces is held out of training entirely (its
+renderings of the training characters are dropped from ``"train"`` and ``"val"``), and the
+``"test"`` split becomes the unseen characters' renderings by the held-out faces (*queries*) and
+by the other faces (*gallery*). Evaluation then reports the usual leave-one-out metrics over all
+test items (the same items as without the option) and ``query_gallery/<metric>``: each held-out
+face rendering queries the gallery of the faces of the training styles. It measures the
+generalisation to a new style as well as to new classes. ``holdout_faces`` is a group of
+:data:`FACE_GROUPS` (``"serif"``: Mincho/Ming/Song/Batang designs; ``"brush"``: Kai and brush
+scripts) or a list of case-insensitive substrings of face names (``"Noto Serif"``).
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +52,10 @@ from dmlkit.data.registry import DATASETS
 from dmlkit.data.splits import SPLITS, ValClasses, class_disjoint_parts
 
 FONT_DIR = "/usr/share/fonts"
+FACE_GROUPS: dict[str, tuple[str, ...]] = {
+    "serif": ("mincho", "ming", "serif", "sung", "batang", "shinmun", "hanamin", "cedar"),
+    "brush": ("kai", "kouzan", "gungseo", "seto"),
+}
 CACHE_VERSION = 1
 POOL_FACTOR = 1.25
 FONT_PACKAGES = (
@@ -176,6 +191,41 @@ def load_glyphs(
     return data
 
 
+def held_out_faces(face_names: np.ndarray, holdout: str | Sequence[str]) -> np.ndarray:
+    """Bool ``(F,)``: the faces whose name contains one of the patterns of ``holdout`` (a name of
+    :data:`FACE_GROUPS` or a list of substrings, case-insensitive). ``ValueError`` when none or
+    every face matches."""
+    if isinstance(holdout, str):
+        if holdout not in FACE_GROUPS:
+            raise ValueError(
+                f"holdout_faces: expected one of {sorted(FACE_GROUPS)} or a list of face-name "
+                f"patterns, got {holdout!r}"
+            )
+        patterns: Sequence[str] = FACE_GROUPS[holdout]
+    else:
+        patterns = list(holdout)
+        if not patterns or not all(isinstance(p, str) and p for p in patterns):
+            raise ValueError(
+                f"holdout_faces: expected non-empty face-name patterns, got {holdout!r}"
+            )
+    lowered = [p.lower() for p in patterns]
+    held = np.array([any(p in str(name).lower() for p in lowered) for name in face_names])
+    if not held.any() or held.all():
+        raise ValueError(
+            f"holdout_faces: expected patterns {list(patterns)} to match some but not all of the "
+            f"{len(face_names)} faces, matched {int(held.sum())}"
+        )
+    return held
+
+
+def style_shift_parts(parts: np.ndarray, item_held: np.ndarray) -> np.ndarray:
+    """Parts with the held-out items (``item_held (N,)`` bool) out of training (``"unused"``) and
+    the test items split into ``"query"`` (held out) and ``"gallery"`` (the others)."""
+    out = np.where(item_held, "unused", parts)
+    out = np.where((parts == "test") & item_held, "query", out)
+    return np.where((parts == "test") & ~item_held, "gallery", out)
+
+
 @DATASETS.register("glyphs")
 def glyphs(
     split: str,
@@ -188,12 +238,15 @@ def glyphs(
     test_fraction: float = 0.5,
     min_faces: int = 10,
     cache_dir: str | Path | None = None,
+    holdout_faces: str | Sequence[str] | None = None,
 ) -> ArrayDataset:
     """CJK glyphs (module docstring); ``root`` is the font directory (default ``/usr/share/fonts``).
 
     ``"train"``/``"test"`` split the ``num_chars`` characters class-disjointly (seeded
     ``test_fraction``); ``"val"`` holds out ``val_classes`` of the training characters. Class names
     are the characters. Images are ``(image_size, image_size)`` grayscale, white ink on black.
+    ``holdout_faces``: the style shift (module docstring); ``"test"`` then carries a
+    ``query_mask`` (the held-out faces' items).
     """
     for name, value, low in (
         ("num_chars", num_chars, 2),
@@ -206,6 +259,9 @@ def glyphs(
     data = load_glyphs(num_chars, image_size, min_faces, font_dir, cache_dir)
     chars = data["chars"]
     parts = class_disjoint_parts(chars, test_fraction, seed)
+    if holdout_faces is not None:
+        held = held_out_faces(data["face_names"], holdout_faces)
+        parts = style_shift_parts(parts, held[data["faces"]])
     names = {int(c): chr(int(c)) for c in np.unique(chars)}
     return array_split(
         "glyphs", data["images"], chars, parts, split, SPLITS, transform, names, val_classes, seed

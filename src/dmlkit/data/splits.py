@@ -56,11 +56,14 @@ ValClasses = float | int | ClassFold
 @dataclass(frozen=True)
 class SplitItems:
     """The items of one split: ``indices (N,)`` into the dataset's item list, ``labels (N,)`` int64
-    in ``0..C-1`` and ``class_keys (C,)``, the original class key of each label."""
+    in ``0..C-1`` and ``class_keys (C,)``, the original class key of each label; ``query_mask``
+    (bool ``(N,)``) marks the query items of a ``"test"`` split made of query and gallery parts
+    (``None`` otherwise)."""
 
     indices: np.ndarray
     labels: np.ndarray
     class_keys: np.ndarray
+    query_mask: np.ndarray | None = None
 
 
 def check_split(split: str, allowed: Sequence[str], dataset: str) -> None:
@@ -210,4 +213,5 @@ def select_split(
     space = np.isin(parts, QUERY_GALLERY) if split in QUERY_GALLERY else mask
     class_keys = np.unique(item_classes[space])
     labels = np.searchsorted(class_keys, item_classes[indices]).astype(np.int64)
-    return SplitItems(indices=indices, labels=labels, class_keys=class_keys)
+    query = parts[indices] == "query" if split == "test" and not (parts == "test").any() else None
+    return SplitItems(indices=indices, labels=labels, class_keys=class_keys, query_mask=query)

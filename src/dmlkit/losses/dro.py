@@ -17,7 +17,12 @@ Aggregators
   and negative pairs compete in one pool (DRO-TopK, DRO-KL).
 - :class:`DROPNAggregator`: ``½ F(l+) + ½ F(l-)``, positives and negatives each get half the mass
   whatever the ratio (DRO-TopK-PN). Policy without positive (or negative) pairs: the other half
-  alone, with full weight.
+  alone, with full weight. ``short_side="match"`` is the official rule when ``k`` exceeds the
+  positives.
+
+Official-code presets: ``dro_topk(k=k_from_official(K))`` equals the official DRO-TopK;
+``dro_topk_pn(k=K, short_side="match")`` the official DRO-TopK-PN; ``dro_kl_official`` the
+official sampled DRO-KL (``dro_kl`` is the exact DRO-KL of the paper's formulation).
 
 Policies: no pair at all gives 0 connected to the graph; ``k`` above the number of pairs is clamped
 with a warning; all-zero losses give 0 with zero gradients. Memory O(B R).
@@ -34,7 +39,16 @@ from dmlkit.losses.miners import PairMiner
 from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.registry import LOSSES
 from dmlkit.losses.terms import HingeTerm, PairTerm, SoftplusTerm
-from dmlkit.losses.uncertainty import KLPenalty, SampledKL, TopK, UncertaintySet, Uniform
+from dmlkit.losses.uncertainty import (
+    KLPenalty,
+    SampledKL,
+    TopK,
+    UncertaintySet,
+    Uniform,
+    clamp_k,
+)
+
+SHORT_SIDE = ("clamp", "match")
 
 
 def k_from_official(k_official: int) -> int:
@@ -81,18 +95,48 @@ class DROAggregator(PairAggregator):
 
 
 class DROPNAggregator(PairAggregator):
-    """``L = ½ F(l+) + ½ F(l-)`` over unique pairs; one side alone when the other has no pair."""
+    """``L = ½ F(l+) + ½ F(l-)`` over unique pairs; one side alone, with full weight, when the
+    other has no pair (the official code returns NaN there).
 
-    def __init__(self, uncertainty: UncertaintySet, unique: bool = True) -> None:
+    ``short_side`` (only with ``F = TopK(k)``) decides what happens when ``k`` exceeds the pairs
+    of a side (|P| < k or |N| < k):
+
+    - ``"clamp"`` (default, the uncertainty set of the paper with each side's ``k`` cut to what it
+      has): ``½ mean(all positives) + ½ mean(top-k negatives)`` when positives are short;
+    - ``"match"`` (the official ``DRO_TOPK`` fallback): ``½ mean(all positives) + ½ mean(the |P|
+      hardest negatives)``, i.e. as many hardest negatives as there are positives (at most |N|),
+      the official ``(Σ l+ + Σ topk(l-, |P|)) / (2|P|)`` in unique pairs.
+
+    Both warn when ``k`` is cut.
+    """
+
+    def __init__(
+        self, uncertainty: UncertaintySet, unique: bool = True, short_side: str = "clamp"
+    ) -> None:
         super().__init__()
+        if short_side not in SHORT_SIDE:
+            raise ValueError(f"short_side: expected one of {SHORT_SIDE}, got {short_side!r}")
+        if short_side == "match" and not isinstance(uncertainty, TopK):
+            raise ValueError(
+                f"short_side: 'match' is the official DRO-TopK-PN fallback and needs a TopK "
+                f"uncertainty set, got {type(uncertainty).__name__}"
+            )
         self.uncertainty = uncertainty
         self.unique = unique
+        self.short_side = short_side
+        self.match_k = uncertainty.k if isinstance(uncertainty, TopK) else 0
 
     def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         if self.unique:
             pos, neg = unique_pair_masks(l_pos, l_neg, pos, neg)
-        sides = [self.uncertainty(l[m]) for l, m in ((l_pos, pos), (l_neg, neg)) if bool(m.any())]
         anchor = 0.0 * (l_pos.sum() + l_neg.sum())
+        lp, ln = l_pos[pos], l_neg[neg]
+        if self.short_side == "match" and lp.numel() and ln.numel():
+            k = self.match_k
+            if k > lp.numel() or k > ln.numel():
+                clamp_k(k, min(lp.numel(), ln.numel()), "k")
+                return anchor + 0.5 * lp.mean() + 0.5 * TopK(lp.numel())(ln)
+        sides = [self.uncertainty(losses) for losses in (lp, ln) if losses.numel()]
         return anchor + (sum(sides) / len(sides) if sides else anchor)
 
 
@@ -131,7 +175,9 @@ def _dro(
     )
 
 
-@LOSSES.register("dro_topk")
+@LOSSES.register(
+    "dro_topk", family="distributionally robust pairs", source="Qi et al. 2020, DRO-TopK"
+)
 def dro_topk(
     k: int = 160,
     base: str = "margin",
@@ -145,7 +191,9 @@ def dro_topk(
     return _dro(DROAggregator(TopK(k)), base, term_kwargs, miner, similarity, relation_fn)
 
 
-@LOSSES.register("dro_mean")
+@LOSSES.register(
+    "dro_mean", family="distributionally robust pairs", source="Qi et al. 2020, mean baseline"
+)
 def dro_mean(
     base: str = "margin",
     miner: PairMiner | None = None,
@@ -160,7 +208,7 @@ def dro_mean(
     return _dro(DROAggregator(Uniform()), base, term_kwargs, miner, similarity, relation_fn)
 
 
-@LOSSES.register("dro_kl")
+@LOSSES.register("dro_kl", family="distributionally robust pairs", source="Qi et al. 2020, DRO-KL")
 def dro_kl(
     t: float = 0.1,
     base: str = "margin",
@@ -170,25 +218,41 @@ def dro_kl(
     **term_kwargs: float,
 ) -> PairLoss:
     """DRO-KL, exact: ``t log mean exp(l / t)`` over unique pairs, weights ``softmax(l / t)``
-    (official λ = 0.1)."""
+    (official λ = 0.1).
+
+    Not what the official code trains: its ``DRO`` (``p_choice=1``) weights pairs by
+    ``e^{l/t} - 1`` (zero-loss pairs never count), keeps only the ``4K + 1`` largest ordered
+    entries (about ``2K + 1`` unique pairs) and averages ``4K`` draws from them. On a 16 x 5
+    batch most of the exact softmax mass lies outside that kept set, so the two are different
+    losses; :func:`dro_kl_official` is the official one."""
     return _dro(DROAggregator(KLPenalty(t)), base, term_kwargs, miner, similarity, relation_fn)
 
 
-@LOSSES.register("dro_topk_pn")
+@LOSSES.register(
+    "dro_topk_pn", family="distributionally robust pairs", source="Qi et al. 2020, DRO-TopK-PN"
+)
 def dro_topk_pn(
     k: int = 80,
     base: str = "margin",
+    short_side: str = "clamp",
     miner: PairMiner | None = None,
     similarity: str = "cosine",
     relation_fn: RelationFn | None = None,
     **term_kwargs: float,
 ) -> PairLoss:
     """DRO-TopK-PN: ``½ mean(top-k positive losses) + ½ mean(top-k negative losses)``, ``k`` unique
-    pairs per side (the official ``K`` directly; default 80)."""
-    return _dro(DROPNAggregator(TopK(k)), base, term_kwargs, miner, similarity, relation_fn)
+    pairs per side (the official ``K`` directly; default 80). ``short_side="match"`` is the
+    official code's rule when ``k`` exceeds a side's pairs (all positives and as many hardest
+    negatives); the default ``"clamp"`` keeps the top-k negatives (:class:`DROPNAggregator`)."""
+    aggregator = DROPNAggregator(TopK(k), short_side=short_side)
+    return _dro(aggregator, base, term_kwargs, miner, similarity, relation_fn)
 
 
-@LOSSES.register("dro_kl_official")
+@LOSSES.register(
+    "dro_kl_official",
+    family="distributionally robust pairs",
+    source="Qi et al. 2020, official sampled DRO-KL",
+)
 def dro_kl_official(
     k_official: int = 80,
     t: float = 0.1,
@@ -198,8 +262,17 @@ def dro_kl_official(
     relation_fn: RelationFn | None = None,
     **term_kwargs: float,
 ) -> PairLoss:
-    """The official code's sampled DRO-KL, for reproduction: over *ordered* pairs, weights
-    ∝ ``exp(l/t) - 1`` truncated to the ``4K + 1`` largest, ``4K`` draws with replacement (explicit
-    ``generator``), loss = mean of the drawn pair losses."""
+    """The official code's sampled DRO-KL (``DRO`` with ``p_choice=1``), for reproduction: over
+    *ordered* pairs (each unique pair twice, as the official code lists them), weights
+    ``q ∝ exp(l/t) - 1``, truncated to the ``4K + 1`` largest (about the ``2K + 1`` hardest unique
+    pairs), ``4K`` draws with replacement, loss = mean of the drawn pair losses (gradient through
+    the drawn ones only). ``generator``: explicit randomness (``None``: torch's global generator,
+    which a training run seeds).
+
+    Differences from the official code, none of which changes a value it computes: ``q`` is
+    computed as ``exp(l/t - max) (1 - exp(-l/t))`` (the official ``exp(l/t)`` overflows to NaN
+    for ``l/t > 88`` in float32); ``4K + 1`` above the number of ordered pairs keeps them all with a
+    warning (the official code raises ``IndexError``); all-zero losses give 0 with uniform weights
+    (as the official fallback)."""
     uset = SampledKL(t, 4 * k_official, 4 * k_official + 1, generator)
     return _dro(DROAggregator(uset, unique=False), base, term_kwargs, None, similarity, relation_fn)

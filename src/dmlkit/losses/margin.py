@@ -5,18 +5,28 @@ embeddings (cosine ``s``) and a boundary ``β`` learnable per class of the ancho
 
     L = [Σ_t ([d_ap - β_{y_a} + α]_+ + [β_{y_a} - d_an + α]_+) + ν Σ_t β_{y_a}] / #active
 
-where ``#active`` counts the non-zero hinge terms (positive and negative terms separately), as in
-Wu et al.'s code and pytorch-metric-learning's per-class ``MarginLoss``. With no active term the
-sum is returned undivided (0 without ``ν``), never a division by zero. Differences from
-pytorch-metric-learning, on purpose: with ONE global β its ``ν β`` is added once and undivided,
-here ``ν Σ_t β`` is divided like the per-class case (one formula, as Wu et al.); its default
+The normaliser ``#active`` (``normalize=``):
+
+- ``"active_terms"`` (default): the non-zero hinge terms, positive and negative terms counted
+  separately, as in Wu et al.'s code and pytorch-metric-learning's per-class ``MarginLoss``;
+- ``"active_triplets"``: the triplets with any non-zero term (``(l+ > 0) | (l- > 0)``), as the
+  Revisiting-DML and DiVA code divide (``sum((pos_loss > 0) + (neg_loss > 0))`` of two boolean
+  tensors is a logical OR). The loss is then 1 to 2 times the default's, which changes the weight
+  of any other term added to it (the decorrelation of the sharing method, weight decay).
+
+With no active term the sum is returned undivided (0 without ``ν``), never a division by zero.
+Differences, on purpose: pytorch-metric-learning with ONE global β adds ``ν β`` once and undivided,
+and the Revisiting-DML code adds ``ν Σ_t β`` undivided; here ``ν Σ_t β`` is divided like the
+hinge terms (one formula, as Wu et al.; every shipped config has ``ν = 0``). PML's default
 ``learn_beta=False`` is ``True`` here (the method learns β).
 
 Triplets (``triplets=``):
 
 - ``"distance_weighted"`` (default): every positive pair with one negative drawn by
   :class:`~dmlkit.losses.triplet_sampling.DistanceWeightedSampler` (cutoffs 0.5 / 1.4, explicit
-  ``generator``);
+  ``generator``); ``per_anchor=True``: one triplet per anchor with a uniform positive (the
+  Revisiting-DML code's rule; the same in distribution with 2 images per class). The Revisiting-DML
+  and DiVA code have the upper cutoff commented out: ``upper_cutoff=None`` there;
 - ``"all"``: every triplet of the batch, computed from pairs weighted by their multiplicities
   (a positive pair appears ``|N_a|`` times, a negative pair ``|P_a|`` times), never B x B x R;
 - any :class:`~dmlkit.losses.triplet_sampling.TripletSampler` callable;
@@ -46,6 +56,7 @@ from dmlkit.losses.triplet_sampling import (
 )
 
 Triplets = tuple[Tensor, Tensor, Tensor]
+NORMALIZERS = ("active_terms", "active_triplets")
 
 
 def check_triplets(triplets: object, num_rows: int, num_ref: int) -> Triplets:
@@ -94,8 +105,13 @@ class MarginLoss(BatchLoss):
         lower_cutoff: float = 0.5,
         upper_cutoff: float | None = 1.4,
         relation_fn: RelationFn | None = None,
+        normalize: Literal["active_terms", "active_triplets"] = "active_terms",
+        per_anchor: bool = False,
     ) -> None:
         super().__init__("cosine", relation_fn)
+        if normalize not in NORMALIZERS:
+            raise ValueError(f"normalize: expected one of {NORMALIZERS}, got {normalize!r}")
+        self.normalize = normalize
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes: expected >= 1 or None, got {num_classes}")
         self.num_classes = num_classes
@@ -105,7 +121,9 @@ class MarginLoss(BatchLoss):
         if triplets == "all":
             self.sampler = None
         elif triplets == "distance_weighted":
-            self.sampler = DistanceWeightedSampler(lower_cutoff, upper_cutoff, generator)
+            self.sampler = DistanceWeightedSampler(
+                lower_cutoff, upper_cutoff, generator, per_anchor
+            )
         elif callable(triplets):
             self.sampler = triplets
         else:
@@ -154,7 +172,7 @@ class MarginLoss(BatchLoss):
         sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
         beta = self._anchor_beta(labels.to(emb.device)).to(sim.dtype)  # (B,)
         if triplets is None and self.sampler is not None:
-            triplets = self.sampler(sim, pos, neg, emb.shape[1])
+            triplets = self.sampler(cosine_to_distance(sim.detach()), pos, neg, emb.shape[1])
         if triplets is None:
             total, active = self._all_triplets(sim, pos, neg, beta)
         else:
@@ -173,7 +191,10 @@ class MarginLoss(BatchLoss):
             cosine_to_distance(sim[a, p]), cosine_to_distance(sim[a, n]), beta_t
         )
         total = (pos_loss + neg_loss).sum() + self.nu * beta_t.sum()
-        active = (pos_loss > 0).sum() + (neg_loss > 0).sum()
+        if self.normalize == "active_triplets":
+            active = ((pos_loss > 0) | (neg_loss > 0)).sum()
+        else:
+            active = (pos_loss > 0).sum() + (neg_loss > 0).sum()
         return total, active.to(sim.dtype)
 
     def _all_triplets(
@@ -185,17 +206,23 @@ class MarginLoss(BatchLoss):
         w_neg = (neg * pos.sum(dim=1, keepdim=True)).to(sim.dtype)  # (a, n) once per positive
         total = (w_pos * pos_loss).sum() + (w_neg * neg_loss).sum()
         total = total + self.nu * (w_pos.sum(dim=1) * beta).sum()
+        if self.normalize == "active_triplets":
+            # triplets of anchor a: |P_a| |N_a|, of which (inactive l+) x (inactive l-) are inactive
+            idle_pos = (pos & (pos_loss <= 0)).sum(dim=1)
+            idle_neg = (neg & (neg_loss <= 0)).sum(dim=1)
+            triplets = pos.sum(dim=1) * neg.sum(dim=1)
+            return total, (triplets - idle_pos * idle_neg).sum().to(sim.dtype)
         active = (w_pos * (pos_loss > 0)).sum() + (w_neg * (neg_loss > 0)).sum()
         return total, active
 
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, margin={self.margin}, nu={self.nu}, "
-            f"sampler={self.sampler!r}"
+            f"normalize={self.normalize!r}, sampler={self.sampler!r}"
         )
 
 
-@LOSSES.register("margin")
+@LOSSES.register("margin", family="triplet", source="Wu et al. 2017, margin loss")
 def margin(num_classes: int | None = None, **kwargs: object) -> MarginLoss:
     """Margin loss, Wu et al. defaults: α=0.2, β₀=1.2 learnable per class, distance weighting."""
     return MarginLoss(num_classes, **kwargs)  # type: ignore[arg-type]

@@ -39,7 +39,11 @@ from dmlkit.losses.registry import LOSSES
 from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, SoftplusTerm
 
 
-@LOSSES.register("contrastive")
+@LOSSES.register(
+    "contrastive",
+    family="pair weighting",
+    source="Hadsell et al. 2006; Wang et al. 2019 similarity form",
+)
 def contrastive(
     pos_margin: float = 1.0,
     neg_margin: float = 0.5,
@@ -57,7 +61,7 @@ def contrastive(
     return PairLoss(term, PairSumAggregator(normalize), miner, similarity, relation_fn)
 
 
-@LOSSES.register("contrastive_hadsell")
+@LOSSES.register("contrastive_hadsell", family="pair weighting", source="Hadsell et al. 2006")
 def contrastive_hadsell(
     margin: float = 1.0,
     normalize: str = "pairs",
@@ -71,7 +75,7 @@ def contrastive_hadsell(
     return PairLoss(term, PairSumAggregator(normalize), miner, "neg_euclidean", relation_fn)
 
 
-@LOSSES.register("binomial")
+@LOSSES.register("binomial", family="pair weighting", source="Yi et al. 2014, binomial deviance")
 def binomial(
     alpha: float = 2.0,
     beta: float = 40.0,
@@ -89,7 +93,9 @@ def binomial(
     return PairLoss(term, AnchorMeanAggregator(reduction), miner, similarity, relation_fn)
 
 
-@LOSSES.register("lifted")
+@LOSSES.register(
+    "lifted", family="pair weighting", source="Song et al. 2016; Wang et al. 2019 smooth form"
+)
 def lifted(
     pos_margin: float = 1.0,
     neg_margin: float = 0.0,
@@ -108,7 +114,9 @@ def lifted(
     return PairLoss(LinearTerm(pos_margin, neg_margin), agg, miner, similarity, relation_fn)
 
 
-@LOSSES.register("lifted_song")
+@LOSSES.register(
+    "lifted_song", family="pair weighting", source="Song et al. 2016, lifted structure"
+)
 def lifted_song(
     margin: float = 1.0,
     miner: PairMiner | None = None,
@@ -123,7 +131,7 @@ def lifted_song(
     )
 
 
-@LOSSES.register("npair")
+@LOSSES.register("npair", family="pair weighting", source="Sohn 2016, N-pair")
 def npair(
     similarity: str = "dot",
     miner: PairMiner | None = None,
@@ -155,7 +163,7 @@ def _multi_similarity(
     return PairLoss(LinearTerm(threshold, threshold), agg, miner, similarity, relation_fn)
 
 
-@LOSSES.register("ms")
+@LOSSES.register("ms", family="pair weighting", source="Wang et al. 2019, multi-similarity")
 def ms(
     alpha: float = 2.0,
     beta: float = 50.0,
@@ -173,7 +181,9 @@ def ms(
     return _multi_similarity(alpha, beta, threshold, epsilon, reduction, similarity, relation_fn)
 
 
-@LOSSES.register("ms_official")
+@LOSSES.register(
+    "ms_official", family="pair weighting", source="Wang et al. 2019, official code defaults"
+)
 def ms_official(
     alpha: float = 2.0,
     beta: float = 40.0,
@@ -193,7 +203,7 @@ def ms_official(
     return _multi_similarity(alpha, beta, threshold, epsilon, reduction, similarity, relation_fn)
 
 
-@LOSSES.register("circle")
+@LOSSES.register("circle", family="pair weighting", source="Sun et al. 2020, circle loss")
 def circle(
     m: float = 0.4,
     gamma: float = 80.0,

@@ -226,19 +226,25 @@ class BatchHardTripletLoss(_TripletBase):
         return f"margin={self.margin}, reduction={self.reduction!r}"
 
 
-@LOSSES.register("triplet")
+@LOSSES.register("triplet", family="triplet", source="Schroff et al. 2015, all triplets")
 def triplet(margin: float = 0.1, **kwargs: object) -> TripletLoss:
     """All triplets ``[s_an - s_ap + m]_+``, mean over active triplets; margin 0.1 (cosine)."""
     return TripletLoss(margin, "all", **kwargs)  # type: ignore[arg-type]
 
 
-@LOSSES.register("triplet_semihard")
+@LOSSES.register(
+    "triplet_semihard", family="triplet", source="Schroff et al. 2015, semi-hard negatives"
+)
 def triplet_semihard(margin: float = 0.1, **kwargs: object) -> TripletLoss:
     """Every semi-hard triplet ``s_ap - m <= s_an < s_ap`` (pytorch-metric-learning's miner)."""
     return TripletLoss(margin, "semihard", **kwargs)  # type: ignore[arg-type]
 
 
-@LOSSES.register("triplet_semihard_nearest")
+@LOSSES.register(
+    "triplet_semihard_nearest",
+    family="triplet",
+    source="Schroff et al. 2015, nearest semi-hard negative",
+)
 def triplet_semihard_nearest(
     margin: float = 0.1, reduction: TripletReduction = "mean", **kwargs: object
 ) -> TripletLoss:
@@ -246,16 +252,20 @@ def triplet_semihard_nearest(
     return TripletLoss(margin, "semihard_nearest", reduction=reduction, **kwargs)  # type: ignore[arg-type]
 
 
-@LOSSES.register("triplet_hard_negatives")
+@LOSSES.register(
+    "triplet_hard_negatives", family="triplet", source="Hermans et al. 2017, hard negatives"
+)
 def triplet_hard_negatives(margin: float = 0.1, **kwargs: object) -> TripletLoss:
     """Triplets whose negative is at least as similar as the positive: ``s_an >= s_ap``."""
     return TripletLoss(margin, "hard", **kwargs)  # type: ignore[arg-type]
 
 
-@LOSSES.register("triplet_batch_hard")
+@LOSSES.register("triplet_batch_hard", family="triplet", source="Hermans et al. 2017, batch hard")
 def triplet_batch_hard(margin: float = 0.1, **kwargs: object) -> BatchHardTripletLoss:
     """Batch-hard triplet loss (one triplet per anchor); also registered as ``triplet_hard``."""
     return BatchHardTripletLoss(margin, **kwargs)  # type: ignore[arg-type]
 
 
-LOSSES.register("triplet_hard")(triplet_batch_hard)
+LOSSES.register("triplet_hard", family="triplet", source="alias of triplet_batch_hard")(
+    triplet_batch_hard
+)

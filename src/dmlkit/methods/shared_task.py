@@ -3,9 +3,13 @@ objective with decorrelation.
 
 :class:`SharedTripletLoss` applies any batch loss to triplets from a shared sampler
 (:mod:`dmlkit.sampling.shared_triplets`): a loss whose ``forward`` takes ``triplets=`` (the
-margin loss, with its β of the anchor's class) scores them directly; any other batch loss (pair or
-triplet) gets the pair masks of the triplets, ``pos[a, p]`` and ``neg[a, n]``, in its
-``from_similarity``.
+margin loss) scores them directly; any other batch loss (pair or triplet) gets the pair masks of
+the triplets, ``pos[a, p]`` and ``neg[a, n]``, in its ``from_similarity``. The sampler draws from
+the distances of the loss's own similarity
+(:func:`~dmlkit.losses.triplet_sampling.sampling_distances`; a similarity it cannot turn into
+unit-sphere distances is refused). The margin loss's per-class β is that of the anchor's class,
+except with the ``surrogate`` sampler, where it is that of the anchor's surrogate id (its block of
+the shuffled batch), as in the paper-era code; the loss needs at least ``B / m`` betas then.
 
 :class:`SharingLoss` splits the model output ``emb (B, D_d + D_s)`` into the discriminative head
 ``e_d (B, D_d)`` and the shared head ``e_s (B, D_s)`` and returns (DiVA's one-step form)
@@ -29,9 +33,9 @@ from torch import Tensor, nn
 from dmlkit.core.checks import check_positive
 from dmlkit.evaluation.heads import split_heads
 from dmlkit.losses.base import BatchLoss
-from dmlkit.losses.triplet_sampling import TripletSampler
+from dmlkit.losses.triplet_sampling import TripletSampler, sampling_distances
 from dmlkit.methods.decorrelation import Decorrelation
-from dmlkit.sampling.shared_triplets import triplet_pair_masks
+from dmlkit.sampling.shared_triplets import SurrogateSampler, triplet_pair_masks
 
 DISCRIMINATIVE = "discriminative"
 SHARED = "shared"
@@ -54,8 +58,11 @@ class SharedTripletLoss(nn.Module):
 
     def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
         sim, pos, neg = self.loss.pairs(emb, labels)
-        triplets = self.sampler(sim, pos, neg, emb.shape[1])
+        dist = sampling_distances(emb, sim, self.loss.similarity.kind)
+        triplets = self.sampler(dist, pos, neg, emb.shape[1])
         if self.takes_triplets:
+            if isinstance(self.sampler, SurrogateSampler):  # β of the surrogate id
+                labels = self.sampler.surrogate_groups(emb.shape[0], emb.device)
             value: Tensor = self.loss(emb, labels, triplets=triplets)
             return value
         pos, neg = triplet_pair_masks(triplets, (sim.shape[0], sim.shape[1]))

@@ -4,10 +4,13 @@ Learning", TPAMI 2020; its DiVA extension) as a training method: ``method: {name
 The model has two heads on one backbone, ``heads: {discriminative: D_d, shared: D_s}`` in this
 order (:class:`~dmlkit.models.multihead.MultiHeadEmbeddingModel`, ``model.embedding_dim =
 D_d + D_s``). The configured ``loss`` trains the discriminative head on the class labels; a copy
-of it (own learnable parameters, e.g. the margin loss's β per class) trains the shared head on
-shared triplets (``sampler``: ``shared_random``, ``shared_neg``, ``shared_full`` or ``surrogate``,
-see :mod:`dmlkit.sampling.shared_triplets`); a regressor with gradient reversal decorrelates the
-heads (:mod:`dmlkit.methods.decorrelation`). Modes:
+of it (own learnable parameters, e.g. the margin loss's β per class, or per surrogate id with the
+``surrogate`` sampler) trains the shared head on shared triplets (``sampler``: ``shared_random``,
+``shared_neg``, ``shared_full`` or ``surrogate``, see :mod:`dmlkit.sampling.shared_triplets`;
+``per_anchor: true`` draws one triplet per anchor as the authors' code); a regressor with gradient
+reversal decorrelates the heads (:mod:`dmlkit.methods.decorrelation`). The copy keeps the base
+loss's options, so its normaliser (the margin loss's ``normalize``) sets the scale of
+``L_shared`` against ``rho L_decorr`` too. Modes:
 
 - ``one_step`` (DiVA): one optimizer step on ``L_disc + alpha L_shared + rho L_decorr`` of the
   class-balanced batch;
@@ -215,6 +218,7 @@ def sharing(
     decorrelation_weight_decay: float = 0.0,
     lower_cutoff: float = 0.5,
     upper_cutoff: float | None = None,
+    per_anchor: bool = False,
     surrogate_m: int = 4,
     eval_view: str = DISCRIMINATIVE,
     combinations: Mapping[str, Mapping[str, float]] | None = None,
@@ -226,7 +230,9 @@ def sharing(
     ``embedding_dim`` (the model's, ``D_d + D_s``) and ``seed`` come from the run;
     ``shared_dim`` is ``D_s``; ``combinations`` default to ``{"concat": {discriminative: 1,
     shared: 1}}``; ``report`` lists the views scored besides ``eval_view`` (default: all);
-    ``surrogate_m`` is the surrogate block size.
+    ``surrogate_m`` is the surrogate block size; ``per_anchor`` (``shared_random``,
+    ``surrogate``): one shared triplet per anchor, as the authors' code draws them, instead of one
+    per positive pair (``shared_neg``/``shared_full`` always draw one per anchor).
     """
     if isinstance(shared_dim, bool) or not isinstance(shared_dim, int):
         raise ValueError(f"shared_dim: expected an int, got {shared_dim!r}")
@@ -237,6 +243,8 @@ def sharing(
         )
     head_dims = {DISCRIMINATIVE: embedding_dim - shared_dim, SHARED: shared_dim}
     options: dict[str, Any] = {"lower_cutoff": lower_cutoff, "upper_cutoff": upper_cutoff}
+    if sampler in ("shared_random", "surrogate"):
+        options["per_anchor"] = per_anchor
     if sampler == "surrogate":
         options["m"] = surrogate_m
     decorrelation = Decorrelation(

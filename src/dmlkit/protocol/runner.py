@@ -10,9 +10,16 @@ embedded and scored, never used for a choice. A *run* is one seed:
 - concatenated: the metrics of ``c = normalize([e_1 / |e_1|, ..., e_k / |e_k|])``, the ``k`` fold
   models' test embeddings ``e_f (N, D)`` concatenated into ``(N, k D)``.
 
+Every metric is reported for the method's evaluated view and for its further views (a two-head
+model's ``shared`` head and ``concat`` combination: ``"shared/map@r"``), each view concatenated
+over the folds on its own; and, when the test split has query and gallery items (the glyph style
+shift), also as ``"query_gallery/map@r"`` (queries against the gallery) for every view.
+
 Each reported value is ``mean ± t-interval`` over the N runs (:func:`~dmlkit.protocol.stats.mean_ci`).
 Folder ``out_dir``: ``seed<s>/fold<f>/`` (one trainer run each), ``search/`` (trials, when
-searching), ``results.json``, ``results.md`` and ``protocol.yaml`` (the resolved config).
+searching), ``results.json``, ``results.md`` and ``protocol.yaml`` (the resolved config). After a
+search, the seed of the search is not trained again: the best trial's fold models, trained with
+that seed and the chosen values, are its runs (``search/trial<n>/fold<f>/``).
 Memory: the ``k`` test embeddings of one seed, ``O(k N D)``.
 """
 
@@ -31,13 +38,13 @@ import torch.nn.functional as F
 import yaml
 
 from dmlkit.config import ConfigError, ExperimentConfig, config_to_dict
-from dmlkit.evaluation import combine_heads, evaluate
+from dmlkit.evaluation import combine_heads
 from dmlkit.protocol.search import run_search, with_overrides
 from dmlkit.protocol.settings import ProtocolConfig
 from dmlkit.protocol.stats import mean_ci
 from dmlkit.protocol.table import results_markdown
 from dmlkit.training import Callback, Trainer
-from dmlkit.training.evaluate import metric_columns
+from dmlkit.training.evaluate import QUERY_GALLERY, metric_columns, score
 
 SELECT_METRIC = "map@r"
 MODES = ("separated", "concatenated")
@@ -46,7 +53,9 @@ MODES = ("separated", "concatenated")
 @dataclass(frozen=True)
 class FoldResult:
     """One trained fold model: its validation metrics at the selected step, its test metrics and
-    test embeddings ``emb (N, D)`` with ``labels (N,)``."""
+    test embeddings ``emb (N, D)`` with ``labels (N,)``; ``views`` maps each view of the method
+    (``""`` the evaluated one) to its embeddings ``(N, D_view)``; ``query`` the query items of a
+    query/gallery test split (``None`` otherwise)."""
 
     seed: int
     fold: int
@@ -54,6 +63,14 @@ class FoldResult:
     test: dict[str, float]
     emb: torch.Tensor
     labels: torch.Tensor
+    views: dict[str, torch.Tensor]
+    query: torch.Tensor | None = None
+
+
+def reported_keys(metrics: Sequence[str], views: Sequence[str], query: bool) -> list[str]:
+    """``view/[query_gallery/]metric`` for every view (``""`` first: the plain metric names)."""
+    sets = ["", f"{QUERY_GALLERY}/"] if query else [""]
+    return [f"{v}/{q}{m}" if v else f"{q}{m}" for v in views for q in sets for m in metrics]
 
 
 def check_selection(config: ExperimentConfig) -> None:
@@ -86,35 +103,37 @@ def train_fold(
     trainer = Trainer(fold_config(config, seed, fold, folds), run_dir, callbacks)
     metrics = trainer.fit()
     saved = np.load(run_dir / "embeddings" / "test.npz")
+    emb = torch.from_numpy(saved["emb"])
+    main, further = trainer.method.eval_views(emb)
     return FoldResult(
         seed,
         fold,
         metrics["best_val"],
         metrics["best"],
-        torch.from_numpy(saved["emb"]),
+        emb,
         torch.from_numpy(saved["labels"]),
+        {"": main, **further},
+        torch.from_numpy(saved["query"]) if "query" in saved.files else None,
     )
 
 
 def concatenated_metrics(
     results: Sequence[FoldResult], config: ExperimentConfig
 ) -> dict[str, float]:
-    """Test metrics of the re-normalised concatenation of the fold models' embeddings."""
-    labels = results[0].labels
+    """Test metrics of the re-normalised concatenation of the fold models' embeddings, per view
+    (``view/metric``; the evaluated view's without prefix), with the query/gallery metrics when
+    the test split has queries."""
+    labels, query = results[0].labels, results[0].query
     if any(not torch.equal(r.labels, labels) for r in results):
         raise RuntimeError("the fold models were tested on different test items")
-    dims = {f"fold{r.fold}": r.emb.shape[1] for r in results}
-    unit = [F.normalize(r.emb, dim=1) for r in results]
-    emb = combine_heads(torch.cat(unit, dim=1), dims, dict.fromkeys(dims, 1.0))
-    scored = evaluate(
-        emb,
-        labels,
-        metrics=config.eval.metrics,
-        ks=config.eval.ks,
-        metric=config.eval.similarity,
-        seed=config.seed,
-    )
-    return scored.to_dict()
+    metrics: dict[str, float] = {}
+    for view in results[0].views:
+        dims = {f"fold{r.fold}": r.views[view].shape[1] for r in results}
+        unit = [F.normalize(r.views[view], dim=1) for r in results]
+        emb = combine_heads(torch.cat(unit, dim=1), dims, dict.fromkeys(dims, 1.0))
+        scored = score(emb, labels, config.eval, config.seed, query)
+        metrics.update({f"{view}/{k}" if view else k: v for k, v in scored.items()})
+    return metrics
 
 
 def run_seed(
@@ -123,33 +142,42 @@ def run_seed(
     seed: int,
     out_dir: Path,
     callbacks: Sequence[Callback] = (),
+    trained: Sequence[FoldResult] | None = None,
 ) -> dict[str, Any]:
-    """The ``k`` fold models of ``seed``: per-fold results, separated and concatenated metrics."""
+    """The ``k`` fold models of ``seed``: per-fold results, separated and concatenated metrics.
+    ``trained``: the fold models of this seed and config, already trained (by the search)."""
     k = protocol.folds
-    results = [
-        train_fold(config, seed, f, k, out_dir / f"seed{seed}" / f"fold{f}", callbacks)
-        for f in range(k)
-    ]
-    separated = {m: float(np.mean([r.test[m] for r in results])) for m in protocol.metrics}
+    results = (
+        list(trained)
+        if trained is not None
+        else [
+            train_fold(config, seed, f, k, out_dir / f"seed{seed}" / f"fold{f}", callbacks)
+            for f in range(k)
+        ]
+    )
+    keys = reported_keys(protocol.metrics, list(results[0].views), results[0].query is not None)
+    separated = {m: float(np.mean([r.test[m] for r in results])) for m in keys}
     concatenated = concatenated_metrics(results, config)
     return {
         "seed": seed,
         "folds": [{"fold": r.fold, "val": r.val, "test": r.test} for r in results],
         "separated": separated,
-        "concatenated": {m: concatenated[m] for m in protocol.metrics},
+        "concatenated": {m: concatenated[m] for m in keys},
         "dims": {
-            "separated": int(results[0].emb.shape[1]),
-            "concatenated": int(sum(r.emb.shape[1] for r in results)),
+            "separated": int(results[0].views[""].shape[1]),
+            "concatenated": int(sum(r.views[""].shape[1] for r in results)),
         },
+        "view_dims": {view: int(emb.shape[1]) for view, emb in results[0].views.items() if view},
     }
 
 
 def summarize(protocol: ProtocolConfig, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``{mode: {metric: {mean, half_width, n, level}}}`` over the runs."""
+    """``{mode: {key: {mean, half_width, n, level}}}`` over the runs, for every reported key
+    (the metrics, then those of further views and of the query/gallery set)."""
     return {
         mode: {
-            m: dataclasses.asdict(mean_ci([run[mode][m] for run in runs], protocol.confidence))
-            for m in protocol.metrics
+            key: dataclasses.asdict(mean_ci([run[mode][key] for run in runs], protocol.confidence))
+            for key in runs[0][mode]
         }
         for mode in MODES
     }
@@ -172,7 +200,9 @@ def run_protocol(
             f"protocol.metrics: {unknown} are not reported by eval.metrics {config.eval.metrics}"
         )
     search = None
+    reused: dict[int, list[FoldResult]] = {}
     if protocol.search.trials:
+        trials: dict[str, list[FoldResult]] = {}
 
         def validation_map_r(trial_config: ExperimentConfig, trial_dir: Path) -> float:
             seed, k = protocol.search.seed, protocol.folds
@@ -180,14 +210,21 @@ def run_protocol(
                 train_fold(trial_config, seed, f, k, trial_dir / f"fold{f}", callbacks)
                 for f in range(k)
             ]
+            trials[trial_dir.name] = folds
             return float(np.mean([r.val[SELECT_METRIC] for r in folds]))
 
         search = run_search(protocol.search, config, out_dir / "search", validation_map_r)
         config = with_overrides(config, search["overrides"])
+        # the best trial trained this very config with the search seed: its fold models are the
+        # protocol's models of that seed (training is deterministic for a config and a seed)
+        reused[protocol.search.seed] = trials[f"trial{search['number']}"]
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**config_to_dict(config), "protocol": dataclasses.asdict(protocol)}
     (out_dir / "protocol.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    runs = [run_seed(protocol, config, seed, out_dir, callbacks) for seed in protocol.seeds]
+    runs = [
+        run_seed(protocol, config, seed, out_dir, callbacks, reused.get(seed))
+        for seed in protocol.seeds
+    ]
     results = {
         "protocol": dataclasses.asdict(protocol),
         "config": config_to_dict(config),
@@ -195,6 +232,7 @@ def run_protocol(
         "runs": runs,
         "summary": summarize(protocol, runs),
         "dims": runs[0]["dims"],
+        "view_dims": runs[0]["view_dims"],
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / "results.md").write_text(results_markdown(results))

@@ -4,7 +4,9 @@ Each trial draws one value per entry of ``protocol.search.space`` (a config path
 ``optimizer.lr`` -> ``{low, high, log}``, integer when both bounds are integers, or
 ``{choices: [...]}``), applies them as ``--set`` overrides and scores the config with the
 objective (the protocol uses the mean validation MAP@R of the k fold models of one seed). The TPE
-sampler is seeded with ``search.seed``, so a search is reproducible. The test classes play no part.
+sampler is seeded with ``search.seed``, so a search is reproducible. With ``include_config`` the
+first trial is the config's own values of the space (which must lie in it). The test classes play
+no part.
 """
 
 from __future__ import annotations
@@ -85,11 +87,39 @@ def suggest(trial: Any, space: Mapping[str, Any]) -> list[str]:
     return overrides
 
 
+def config_values(config: ExperimentConfig, space: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's value at each path of ``space``; ``ConfigError`` when a path has no value or a
+    value outside its range or choices."""
+    data = config_to_dict(config)
+    values: dict[str, Any] = {}
+    for path, spec in space.items():
+        node: Any = data
+        for part in path.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                raise ConfigError(
+                    f"protocol.search.include_config: the config sets no value at {path!r}; set "
+                    "it in the config (or its overrides) or leave include_config off"
+                )
+            node = node[part]
+        inside = (
+            node in spec["choices"]
+            if "choices" in spec
+            else (isinstance(node, (int, float)) and spec["low"] <= node <= spec["high"])
+        )
+        if not inside:
+            raise ConfigError(
+                f"protocol.search.include_config: {path}={node!r} lies outside its space {spec}"
+            )
+        values[path] = node
+    return values
+
+
 def run_search(
     search: SearchConfig, config: ExperimentConfig, out_dir: Path, objective: Objective
 ) -> dict[str, Any]:
     """Run ``search.trials`` trials maximising ``objective(config with the trial's values,
-    out_dir / "trial<n>")``; returns the best ``overrides``, ``value`` and every trial."""
+    out_dir / "trial<n>")``; returns the best ``overrides``, ``value``, its trial ``number`` and
+    every trial."""
     optuna = require_optuna()
     check_space(search.space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -97,6 +127,8 @@ def run_search(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=search.seed)
     )
     trials: list[dict[str, Any]] = []
+    if search.include_config:
+        study.enqueue_trial(config_values(config, search.space))
 
     def score(trial: Any) -> float:
         overrides = suggest(trial, search.space)
@@ -106,4 +138,9 @@ def run_search(
 
     study.optimize(score, n_trials=search.trials)
     best = trials[study.best_trial.number]
-    return {"overrides": best["overrides"], "value": best["value"], "trials": trials}
+    return {
+        "overrides": best["overrides"],
+        "value": best["value"],
+        "number": best["number"],
+        "trials": trials,
+    }

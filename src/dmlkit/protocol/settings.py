@@ -10,6 +10,7 @@ A protocol file is an experiment config (:mod:`dmlkit.config`) with one more top
       search:                   # optional Optuna search on validation MAP@R (needs optuna)
         trials: 20
         seed: 0                 # the training seed of every trial
+        include_config: false   # true: trial 0 takes the config's own values of the space
         space:
           optimizer.lr: {low: 1.0e-5, high: 1.0e-3, log: true}
           loss.options.margin: {low: 0.0, high: 0.5}
@@ -40,11 +41,14 @@ from dmlkit.config import (
 class SearchConfig:
     """Hyperparameter search: ``trials`` Optuna trials (0: no search), each training the k folds
     with training seed ``seed``; ``space`` maps a config path (``optimizer.lr``) to a range
-    ``{low, high, log}`` (int when both bounds are ints) or ``{choices: [...]}``."""
+    ``{low, high, log}`` (int when both bounds are ints) or ``{choices: [...]}``.
+    ``include_config``: the first trial takes the config's own values of the space (the
+    published defaults), the others are drawn."""
 
     trials: int = 0
     seed: int = 0
     space: dict[str, Any] = field(default_factory=dict)
+    include_config: bool = False
 
 
 @dataclass

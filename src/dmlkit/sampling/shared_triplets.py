@@ -3,13 +3,15 @@ Generalization in Deep Metric Learning", TPAMI 2020, and its DiVA extension).
 
 A shared triplet pulls together images of *different* classes, so that what the embedding learns
 is what classes have in common. Every sampler here is a
-:class:`~dmlkit.losses.triplet_sampling.TripletSampler`: ``sampler(sim (B, B), pos (B, B),
+:class:`~dmlkit.losses.triplet_sampling.TripletSampler`: ``sampler(dist (B, B), pos (B, B),
 neg (B, B), dim) -> (a, p, n)`` int64 index tensors, on the batch against itself (``pos``/``neg``
-from the ground-truth labels with self excluded, as every dmlkit loss builds them). Distances are
-``d = sqrt(2 - 2 s)`` of the detached cosine ``s``; "distance weighted" means a draw with
-probability ∝ 1/q(max(d, lower_cutoff)), the inverse density of distances between uniform points
-on S^{dim-1} (:mod:`dmlkit.core.distance_weighting`; finite at any ``dim >= 2``), with no upper
-cutoff by default (the authors' setting).
+from the ground-truth labels with self excluded, as every dmlkit loss builds them). ``dist`` are
+Euclidean distances between unit vectors (detached;
+:func:`~dmlkit.losses.triplet_sampling.sampling_distances` gives them for any loss similarity, or
+refuses one it cannot convert); "distance weighted" means a draw with probability
+∝ 1/q(max(d, lower_cutoff)), the inverse density of distances between uniform points on
+S^{dim-1} (:mod:`dmlkit.core.distance_weighting`; finite at any ``dim >= 2``), with no upper cutoff
+by default (the authors' setting).
 
 - ``shared_random`` (:class:`SharedRandomSampler`, the DiVA default): the labels are permuted,
   ``ỹ = y[π]``, and ordinary distance-weighted triplets are drawn on ``ỹ``: every positive pair
@@ -30,10 +32,11 @@ cutoff by default (the authors' setting).
   groups); the original drew them with replacement from 200 ids, which merged about 1.5 pairs of
   blocks per batch of 112.
 
-``shared_random`` and ``surrogate`` give one triplet per positive pair (the ordinary
-distance-weighted rule of :class:`~dmlkit.losses.triplet_sampling.DistanceWeightedSampler`; the
-authors draw one positive per anchor, the same when groups have 2 images), ``shared_neg`` and
-``shared_full`` one per anchor. :func:`triplet_pair_masks` turns sampled triplets into pair masks
+``shared_random`` and ``surrogate`` give one triplet per positive pair by default (the ordinary
+distance-weighted rule of :class:`~dmlkit.losses.triplet_sampling.DistanceWeightedSampler`);
+``per_anchor=True`` gives one per anchor with a uniform positive, as the paper-era and DiVA code
+draw them (the same in distribution when groups have 2 images; with groups of 4, a third of the
+triplets). ``shared_neg`` and ``shared_full`` always give one per anchor. :func:`triplet_pair_masks` turns sampled triplets into pair masks
 for a pair loss's ``from_similarity``.
 
 Randomness comes only from the explicit ``generator``: the same generator state gives the same
@@ -48,45 +51,29 @@ from torch import Tensor
 from dmlkit.core.registry import Registry
 from dmlkit.losses.triplet_sampling import (
     DistanceWeightedSampler,
-    PositivePairs,
     TripletSampler,
     distance_weighted_probs_with_fallback,
-    sample_per_positive_pair,
+    draw_one_per_row,
+    uniform_probs,
 )
 
 SHARED_SAMPLERS: Registry[TripletSampler] = Registry("shared triplet sampler")
 Triplets = tuple[Tensor, Tensor, Tensor]
 
 
-def check_batch_masks(sim: Tensor, pos: Tensor, neg: Tensor, name: str) -> None:
-    """Require ``sim``, ``pos``, ``neg`` of one square shape ``(B, B)``: the batch against itself."""
-    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
+def check_batch_masks(dist: Tensor, pos: Tensor, neg: Tensor, name: str) -> None:
+    """Require ``dist``, ``pos``, ``neg`` of one square shape ``(B, B)``: the batch against itself."""
+    if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
         raise ValueError(
-            f"{name}: expected the batch against itself, sim of shape (B, B), got "
-            f"{tuple(sim.shape)} (shared triplets need the relations between references)"
+            f"{name}: expected the batch against itself, distances of shape (B, B), got "
+            f"{tuple(dist.shape)} (shared triplets need the relations between references)"
         )
     for mask_name, mask in (("pos", pos), ("neg", neg)):
-        if mask.dtype != torch.bool or mask.shape != sim.shape:
+        if mask.dtype != torch.bool or mask.shape != dist.shape:
             raise ValueError(
-                f"{name}: expected bool {mask_name} of shape {tuple(sim.shape)}, "
+                f"{name}: expected bool {mask_name} of shape {tuple(dist.shape)}, "
                 f"got {mask.dtype} {tuple(mask.shape)}"
             )
-
-
-def draw_one_per_row(probs: Tensor, rows: Tensor, generator: torch.Generator | None) -> Tensor:
-    """One column for each of ``rows (T,)``, drawn from its row of ``probs (B, R)`` -> ``(T,)``.
-
-    The inverse-CDF draw of :func:`~dmlkit.losses.triplet_sampling.sample_per_positive_pair` with
-    one slot per row (one uniform per row of ``probs`` is consumed, whichever rows are asked).
-    """
-    slots = torch.zeros_like(rows)
-    return sample_per_positive_pair(probs, PositivePairs(rows, slots, slots, 1), generator)
-
-
-def uniform_probs(candidates: Tensor, dtype: torch.dtype) -> Tensor:
-    """Rows of ``candidates (B, R)`` bool as uniform probabilities (empty rows stay zero)."""
-    counts = candidates.sum(dim=1, keepdim=True).clamp_min(1)
-    return candidates.to(dtype) / counts.to(dtype)
 
 
 def triplet_pair_masks(triplets: Triplets, shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -103,8 +90,9 @@ def triplet_pair_masks(triplets: Triplets, shape: tuple[int, int]) -> tuple[Tens
 class SharedRandomSampler:
     """``shared_random``: distance-weighted triplets on randomly permuted labels (module docstring).
 
-    ``SharedRandomSampler(lower_cutoff=0.5, upper_cutoff=None, generator=None)``. The permutation
-    ``π`` is ``torch.randperm(B, generator)``, drawn before the negatives from the same generator.
+    ``SharedRandomSampler(lower_cutoff=0.5, upper_cutoff=None, generator=None, per_anchor=False)``.
+    The permutation ``π`` is ``torch.randperm(B, generator)``, drawn before the triplets from the
+    same generator.
     """
 
     def __init__(
@@ -112,24 +100,32 @@ class SharedRandomSampler:
         lower_cutoff: float = 0.5,
         upper_cutoff: float | None = None,
         generator: torch.Generator | None = None,
+        per_anchor: bool = False,
     ) -> None:
         self.generator = generator
-        self.distance_weighted = DistanceWeightedSampler(lower_cutoff, upper_cutoff, generator)
+        self.distance_weighted = DistanceWeightedSampler(
+            lower_cutoff, upper_cutoff, generator, per_anchor
+        )
 
-    def __call__(self, sim: Tensor, pos: Tensor, neg: Tensor, dim: int) -> Triplets:
-        check_batch_masks(sim, pos, neg, "shared_random")
-        device = self.generator.device if self.generator is not None else sim.device
-        perm = torch.randperm(sim.shape[0], generator=self.generator, device=device).to(sim.device)
+    def __call__(self, dist: Tensor, pos: Tensor, neg: Tensor, dim: int) -> Triplets:
+        check_batch_masks(dist, pos, neg, "shared_random")
+        device = self.generator.device if self.generator is not None else dist.device
+        perm = torch.randperm(dist.shape[0], generator=self.generator, device=device)
+        perm = perm.to(dist.device)
         # ỹ = y[π]: (ỹ_i == ỹ_j) = pos[π_i, π_j]; the diagonal stays excluded (pos[k, k] = False)
         pos_perm = pos[perm][:, perm]
         neg_perm = neg[perm][:, perm]
-        return self.distance_weighted(sim, pos_perm, neg_perm, dim)
+        return self.distance_weighted(dist, pos_perm, neg_perm, dim)
 
     def __repr__(self) -> str:
-        dw = self.distance_weighted
-        return (
-            f"SharedRandomSampler(lower_cutoff={dw.lower_cutoff}, upper_cutoff={dw.upper_cutoff})"
-        )
+        return f"SharedRandomSampler({_options(self.distance_weighted)})"
+
+
+def _options(dw: DistanceWeightedSampler) -> str:
+    return (
+        f"lower_cutoff={dw.lower_cutoff}, upper_cutoff={dw.upper_cutoff}, "
+        f"per_anchor={dw.per_anchor}"
+    )
 
 
 class SharedNegSampler:
@@ -156,23 +152,23 @@ class SharedNegSampler:
     def name(self) -> str:
         return "shared_full" if self.full else "shared_neg"
 
-    def _weighted(self, sim: Tensor, candidates: Tensor, dim: int) -> Tensor:
+    def _weighted(self, dist: Tensor, candidates: Tensor, dim: int) -> Tensor:
         dw = self.distance_weighted
         return distance_weighted_probs_with_fallback(
-            sim, candidates, dim, dw.lower_cutoff, dw.upper_cutoff
+            dist, candidates, dim, dw.lower_cutoff, dw.upper_cutoff
         )
 
-    def __call__(self, sim: Tensor, pos: Tensor, neg: Tensor, dim: int) -> Triplets:
-        check_batch_masks(sim, pos, neg, self.name)
+    def __call__(self, dist: Tensor, pos: Tensor, neg: Tensor, dim: int) -> Triplets:
+        check_batch_masks(dist, pos, neg, self.name)
         with torch.no_grad():
-            sim = sim.detach()
+            dist = dist.detach()
             anchors = torch.nonzero(neg.any(dim=1)).squeeze(1)
             if anchors.numel() == 0:
                 raise ValueError(
                     f"{self.name}: expected a batch with at least 3 classes, got one without any "
                     "pair of different classes"
                 )
-            n = draw_one_per_row(self._weighted(sim, neg, dim), anchors, self.generator)
+            n = draw_one_per_row(self._weighted(dist, neg, dim), anchors, self.generator)
             third = torch.zeros_like(neg)
             third[anchors] = neg[anchors] & neg[n]  # classes other than the anchor's and n's
             keep = third[anchors].any(dim=1)
@@ -183,9 +179,9 @@ class SharedNegSampler:
                     "positive of a third class; use batches with more classes or shared_random"
                 )
             if self.full:
-                probs = self._weighted(sim, third, dim)
+                probs = self._weighted(dist, third, dim)
             else:
-                probs = uniform_probs(third, sim.dtype)
+                probs = uniform_probs(third, dist.dtype)
             p = draw_one_per_row(probs, anchors, self.generator)
             return anchors[keep], p[keep], n[keep]
 
@@ -201,8 +197,11 @@ class SurrogateSampler:
     """``surrogate``: blocks of ``m`` consecutive rows of a shuffled batch are the positive groups;
     negatives by distance from other blocks, never of the anchor's class (module docstring).
 
-    ``SurrogateSampler(m=4, lower_cutoff=0.5, upper_cutoff=None, generator=None)``; the batch size
-    must be a multiple of ``m``.
+    ``SurrogateSampler(m=4, lower_cutoff=0.5, upper_cutoff=None, generator=None,
+    per_anchor=False)``; the batch size must be a multiple of ``m``. The block of row ``i``,
+    ``i // m``, is its surrogate id: a loss with a learnable margin per class indexes it by this id
+    (as the paper-era code indexes its β per surrogate id), see
+    :class:`~dmlkit.methods.shared_task.SharedTripletLoss`.
     """
 
     def __init__(
@@ -211,14 +210,17 @@ class SurrogateSampler:
         lower_cutoff: float = 0.5,
         upper_cutoff: float | None = None,
         generator: torch.Generator | None = None,
+        per_anchor: bool = False,
     ) -> None:
         if isinstance(m, bool) or not isinstance(m, int) or m < 2:
             raise ValueError(f"m: expected a block size >= 2 (a positive per anchor), got {m!r}")
         self.m = m
-        self.distance_weighted = DistanceWeightedSampler(lower_cutoff, upper_cutoff, generator)
+        self.distance_weighted = DistanceWeightedSampler(
+            lower_cutoff, upper_cutoff, generator, per_anchor
+        )
 
     def surrogate_groups(self, batch_size: int, device: torch.device) -> Tensor:
-        """Group of each row ``(B,)``: ``i // m`` (distinct surrogate ids, one per block)."""
+        """Surrogate id of each row ``(B,)``: ``i // m`` (distinct ids, one per block)."""
         if batch_size % self.m:
             raise ValueError(
                 f"surrogate: expected a batch size that is a multiple of m={self.m} "
@@ -226,20 +228,16 @@ class SurrogateSampler:
             )
         return torch.arange(batch_size, device=device) // self.m
 
-    def __call__(self, sim: Tensor, pos: Tensor, neg: Tensor, dim: int) -> Triplets:
-        check_batch_masks(sim, pos, neg, "surrogate")
-        groups = self.surrogate_groups(sim.shape[0], sim.device)
+    def __call__(self, dist: Tensor, pos: Tensor, neg: Tensor, dim: int) -> Triplets:
+        check_batch_masks(dist, pos, neg, "surrogate")
+        groups = self.surrogate_groups(dist.shape[0], dist.device)
         same = groups[:, None] == groups[None, :]
         same.fill_diagonal_(False)
         other_class = neg & (groups[:, None] != groups[None, :])
-        return self.distance_weighted(sim, same, other_class, dim)
+        return self.distance_weighted(dist, same, other_class, dim)
 
     def __repr__(self) -> str:
-        dw = self.distance_weighted
-        return (
-            f"SurrogateSampler(m={self.m}, lower_cutoff={dw.lower_cutoff}, "
-            f"upper_cutoff={dw.upper_cutoff})"
-        )
+        return f"SurrogateSampler(m={self.m}, {_options(self.distance_weighted)})"
 
 
 @SHARED_SAMPLERS.register("shared_random")
@@ -268,5 +266,6 @@ def surrogate(**kwargs: object) -> TripletSampler:
 
 def create_shared_sampler(name: str, **kwargs: object) -> TripletSampler:
     """The shared sampler ``name`` (``shared_random``, ``shared_neg``, ``shared_full``,
-    ``surrogate``) with ``lower_cutoff``, ``upper_cutoff``, ``generator`` (and ``m``)."""
+    ``surrogate``) with ``lower_cutoff``, ``upper_cutoff``, ``generator`` (``shared_random`` and
+    ``surrogate``: ``per_anchor``; ``surrogate``: ``m``)."""
     return SHARED_SAMPLERS.create(name, **kwargs)

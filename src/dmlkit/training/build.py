@@ -43,7 +43,15 @@ from dmlkit.models import MODELS, EmbeddingModel, create_model
 from dmlkit.sampling import MPerClassBatchSampler
 from dmlkit.training.checkpoint import load_checkpoint
 
-MODEL_FIELDS = ("pretrained", "pooling", "head_bn", "normalize", "frozen_bn", "in_channels")
+MODEL_FIELDS = (
+    "pretrained",
+    "pooling",
+    "head_bn",
+    "normalize",
+    "frozen_bn",
+    "freeze_bn_affine",
+    "in_channels",
+)
 T = TypeVar("T")
 
 

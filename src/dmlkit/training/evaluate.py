@@ -1,7 +1,9 @@
 """Evaluation inside a run: embed a split, score it, name the metric columns.
 
 Retrieval is leave-one-out within the split (each image queries all others), the protocol of
-CUB, Cars196 and SOP; metrics come from :func:`dmlkit.evaluation.evaluate`.
+CUB, Cars196 and SOP; metrics come from :func:`dmlkit.evaluation.evaluate`. A split with a
+``query_mask`` (query and gallery items: In-Shop, the glyph style shift) also reports
+``query_gallery/<metric>``: its queries against its gallery.
 Memory: the embeddings of the split, ``(N, D)`` float32 on the CPU, plus the evaluator's bounded
 kNN scratch.
 """
@@ -31,6 +33,7 @@ from dmlkit.training.loaders import loader_options
 PER_K = {"recall": "recall@{}", "precision_at_k": "precision@{}", "map_at_k": "map@{}"}
 PER_RATE = {"tar_at_far": tar_key, "fnmr_at_fmr": fnmr_key}
 COUNTS = ("num_queries", "num_excluded_queries")
+QUERY_GALLERY = "query_gallery"
 
 
 def metric_keys(name: str, ks: Sequence[int], fmrs: Sequence[float] = DEFAULT_FMRS) -> list[str]:
@@ -117,31 +120,65 @@ def embed_dataset(
     )
 
 
-def score(emb: Tensor, labels: Tensor, config: EvalConfig, seed: int) -> dict[str, float]:
-    """Leave-one-out metrics of ``emb`` with the configured metrics, Ks, similarity and kNN
-    backend (with an approximate one, the neighbour recall beside the metrics)."""
-    result = evaluate(
-        emb,
-        labels,
-        metrics=config.metrics,
-        ks=config.ks,
-        metric=config.similarity,
-        seed=seed,
-        knn_backend=config.knn_backend,
-        knn_options=config.knn_options,
-    )
-    return result.to_dict()
+def score(
+    emb: Tensor,
+    labels: Tensor,
+    config: EvalConfig,
+    seed: int,
+    query_mask: Tensor | None = None,
+) -> dict[str, float]:
+    """Leave-one-out metrics of ``emb (N, D)`` with the configured metrics, Ks, similarity and kNN
+    backend (with an approximate one, the neighbour recall beside the metrics); with
+    ``query_mask`` (bool ``(N,)``) also ``query_gallery/<metric>``, the masked rows queried
+    against the others."""
+
+    def scored(
+        q_emb: Tensor, q_labels: Tensor, ref: tuple[Tensor, Tensor] | None
+    ) -> dict[str, float]:
+        ref_emb, ref_labels = (None, None) if ref is None else ref
+        result = evaluate(
+            q_emb,
+            q_labels,
+            ref_emb,
+            ref_labels,
+            metrics=config.metrics,
+            ks=config.ks,
+            metric=config.similarity,
+            seed=seed,
+            knn_backend=config.knn_backend,
+            knn_options=config.knn_options,
+        )
+        return result.to_dict()
+
+    metrics = scored(emb, labels, None)
+    if query_mask is not None:
+        query = query_mask.to(torch.bool)
+        if query.shape != labels.shape or not query.any() or query.all():
+            raise ValueError(
+                f"query_mask: expected a bool mask of shape {tuple(labels.shape)} with queries "
+                f"and gallery items, got {tuple(query.shape)} with {int(query.sum())} queries"
+            )
+        shifted = scored(emb[query], labels[query], (emb[~query], labels[~query]))
+        metrics.update({f"{QUERY_GALLERY}/{k}": v for k, v in shifted.items()})
+    return metrics
 
 
 def score_views(
-    method: TrainingMethod, emb: Tensor, labels: Tensor, config: EvalConfig, seed: int
+    method: TrainingMethod,
+    emb: Tensor,
+    labels: Tensor,
+    config: EvalConfig,
+    seed: int,
+    query_mask: Tensor | None = None,
 ) -> dict[str, float]:
     """Metrics of ``method``'s evaluated view of the model outputs ``emb (N, D)``, plus
     ``"view/metric"`` for each of its further views (a two-head model's shared head and
-    concatenations)."""
+    concatenations); with ``query_mask``, each also as ``query_gallery/metric`` (:func:`score`)."""
     main, views = method.eval_views(emb)
-    metrics = score(main, labels, config, seed)
+    metrics = score(main, labels, config, seed, query_mask)
     for name, view in views.items():
-        extra = score(view, labels, config, seed)
-        metrics.update({f"{name}/{k}": v for k, v in extra.items() if k not in COUNTS})
+        extra = score(view, labels, config, seed, query_mask)
+        metrics.update(
+            {f"{name}/{k}": v for k, v in extra.items() if k.rsplit("/", 1)[-1] not in COUNTS}
+        )
     return metrics

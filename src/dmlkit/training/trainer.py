@@ -31,6 +31,7 @@ Run folder (``run_dir``)::
     log.jsonl, log.csv     train and eval records (see :mod:`dmlkit.training.logging`)
     metrics.json           before / final / best test metrics, best_step, selected_on, dataset, ks
     embeddings/test.npz    test embeddings of the selected model: emb (N, D), labels (N,), index (N,)
+                           and query (N,) bool for a test split of query and gallery items
     checkpoints/           last.pt, best.pt (atomic, checksummed, data only; see checkpoint.py)
 
 Ctrl-C in a single-process run stops after the current step with ``last.pt`` written
@@ -420,7 +421,7 @@ class Trainer:
         emb, labels = self.embed(split, progress=f"embedding {split} ({when})")
         if split == "test":
             self.test_embeddings = (self.step, emb, labels)
-        metrics = self.score(emb, labels)
+        metrics = self.score(emb, labels, split)
         self._log(
             {"kind": "eval", "step": self.step, "epoch": self.epoch, "split": split, **metrics}
         )
@@ -432,13 +433,22 @@ class Trainer:
         self.sync_weights()
         return metrics
 
-    def score(self, emb: Tensor, labels: Tensor) -> dict[str, float]:
-        """Metrics of the method's evaluated view of ``emb`` and of its further views (computed
-        on rank 0, the same on every rank)."""
+    def score(self, emb: Tensor, labels: Tensor, split: str | None = None) -> dict[str, float]:
+        """Metrics of the method's evaluated view of ``emb`` and of its further views, also of
+        ``split``'s queries against its gallery when it has them (``split=None``: leave-one-out
+        only; computed on rank 0, the same on every rank)."""
         metrics: dict[str, float] = {}
         if self.dist.is_main:
-            metrics = score_views(self.method, emb, labels, self.config.eval, self.config.seed)
+            query = None if split is None else self.query_mask(split)
+            cfg = self.config
+            metrics = score_views(self.method, emb, labels, cfg.eval, cfg.seed, query)
         return self.dist.broadcast_object(metrics)
+
+    def query_mask(self, split: str) -> Tensor | None:
+        """The query items ``(N,)`` of ``split`` when it is made of query and gallery items."""
+        dataset = {"val": self.splits.val, "test": self.splits.test}[split]
+        mask = None if dataset is None else dataset.query_mask
+        return None if mask is None else torch.from_numpy(mask)
 
     def sync_weights(self) -> None:
         """Give every rank rank 0's model and loss weights (after callbacks that may set them)."""
@@ -613,16 +623,19 @@ class Trainer:
         elif best_test is None or cfg.output.embeddings:
             emb, labels = self.embed("test", best_model)
             if best_test is None:
-                best_test = self.score(emb, labels)
+                best_test = self.score(emb, labels, "test")
         if cfg.output.embeddings and self.dist.is_main:
             folder = self.run_dir / "embeddings"
             folder.mkdir(exist_ok=True)
-            np.savez(
-                folder / "test.npz",
-                emb=emb.numpy().astype(np.float32),
-                labels=labels.numpy().astype(np.int64),
-                index=np.arange(len(labels), dtype=np.int64),
-            )
+            arrays: dict[str, np.ndarray] = {
+                "emb": emb.numpy().astype(np.float32),
+                "labels": labels.numpy().astype(np.int64),
+                "index": np.arange(len(labels), dtype=np.int64),
+            }
+            query = self.query_mask("test")
+            if query is not None:
+                arrays["query"] = query.numpy()
+            np.savez(folder / "test.npz", allow_pickle=False, **arrays)
         total_images = self.step * cfg.data.batch_size * self.dist.world_size
         self.run_metrics = RunMetrics(
             before=self.before,
