@@ -119,3 +119,30 @@ def test_fashion_mnist_debian_package() -> None:
     test = create_dataset("fashion_mnist", "test")
     assert len(test) == 10_000 and test.images.shape[1:] == (28, 28)
     assert np.array_equal(np.bincount(test.labels), np.full(10, 1000))
+
+
+def test_every_dataset_shares_one_keyword_only_signature() -> None:
+    import inspect
+
+    from dmlkit.data import DATASETS
+    from dmlkit.data.registry import COMMON_NAMES
+
+    for name in DATASETS.names():
+        params = list(inspect.signature(DATASETS.get(name)).parameters.values())
+        assert tuple(p.name for p in params[: len(COMMON_NAMES)]) == COMMON_NAMES, name
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), name
+    with pytest.raises(TypeError, match=r"dataset 'digits': unknown option\(s\) \['holdot'\]; "
+                       "accepted: holdout, test_fraction, val_fraction"):  # fmt: skip
+        create_dataset("digits", "train", holdot="classes")
+    with pytest.raises(TypeError):
+        DATASETS.get("digits")("train", None)  # root is keyword-only
+
+
+def test_a_reader_with_positional_options_is_refused() -> None:
+    from dmlkit.data import SplitRequest, register_dataset
+
+    def reader(request: SplitRequest, size: int = 1) -> None:  # not keyword-only
+        raise AssertionError
+
+    with pytest.raises(TypeError, match="options must be keyword-only"):
+        register_dataset("never_registered")(reader)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from dmlkit.data import published as _published  # noqa: F401  (registers cub, c
 from dmlkit.data.base import ArrayDataset, DMLDataset, FileDataset, read_image
 from dmlkit.data.check import check_dataset, check_splits
 from dmlkit.data.generic import image_files, image_listing
-from dmlkit.data.registry import DATASETS, create_dataset
+from dmlkit.data.registry import DATASETS, SplitRequest, create_dataset, register_dataset
 from dmlkit.data.splits import ClassFold
 from dmlkit.data.transforms import TRANSFORMS, create_transform, to_tensor
 
@@ -22,6 +22,7 @@ __all__ = [
     "ClassFold",
     "DMLDataset",
     "FileDataset",
+    "SplitRequest",
     "check_dataset",
     "check_splits",
     "create_dataset",
@@ -29,5 +30,6 @@ __all__ = [
     "image_files",
     "image_listing",
     "read_image",
+    "register_dataset",
     "to_tensor",
 ]

@@ -1,21 +1,26 @@
 """From an item table (image or path, class key, part) to the dataset of one split.
 
-Every loader parses its files into three aligned arrays, ``class keys (N,)``, ``parts (N,)``
-(see :mod:`dmlkit.data.splits`) and the images or paths, then calls :func:`file_split` or
-:func:`array_split`, which select the split, renumber the labels, name the classes and keep each
-item's place in the full table as its ``item_ids``.
+Every reader parses its files into an :class:`ItemTable` (aligned ``class keys (N,)``,
+``parts (N,)`` (see :mod:`dmlkit.data.splits`) and the images or paths), then calls
+:func:`file_split` or :func:`array_split` with its :class:`~dmlkit.data.registry.SplitRequest`; they
+select the split, renumber the labels, name the classes and keep each item's place in the full table
+as its ``item_ids``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from dmlkit.data.base import ON_CORRUPT, ArrayDataset, FileDataset, Transform, readable
-from dmlkit.data.splits import ValClasses, check_split, select_split
+from dmlkit.data.base import ON_CORRUPT, ArrayDataset, DMLDataset, FileDataset, readable
+from dmlkit.data.registry import SplitRequest
+from dmlkit.data.splits import SPLITS, SplitItems, check_split, select_split
+
+D = TypeVar("D", bound=DMLDataset)
 
 
 def names_of(class_keys: np.ndarray, names: Mapping[Any, str] | None) -> list[str]:
@@ -23,69 +28,75 @@ def names_of(class_keys: np.ndarray, names: Mapping[Any, str] | None) -> list[st
     return [str(k) if names is None else names[k] for k in class_keys]
 
 
-def file_split(
-    dataset: str,
-    paths: Sequence[str | Path],
-    item_classes: np.ndarray,
-    parts: np.ndarray,
-    split: str,
-    allowed: Sequence[str],
-    transform: Transform | None,
-    names: Mapping[Any, str] | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
-    on_corrupt: str = "error",
-) -> FileDataset:
-    """The :class:`FileDataset` of ``split``.
+@dataclass(frozen=True)
+class ItemTable:
+    """A dataset's whole item table, aligned: ``items`` (paths, or uint8 images ``(N, H, W[, 3])``),
+    class keys ``classes (N,)`` and ``parts (N,)``; the splits it ``allowed`` and its class
+    ``names`` (``None``: the keys as strings)."""
+
+    dataset: str
+    items: Sequence[str | Path] | np.ndarray
+    classes: np.ndarray
+    parts: np.ndarray
+    allowed: Sequence[str] = SPLITS
+    names: Mapping[Any, str] | None = None
+
+
+def _select(table: ItemTable, request: SplitRequest, parts: np.ndarray | None = None) -> SplitItems:
+    """The items of ``request.split`` (``parts`` overriding the table's)."""
+    return select_split(
+        table.parts if parts is None else parts,
+        table.classes,
+        request.split,
+        request.val_classes,
+        request.seed,
+    )
+
+
+def _finish(out: D, items: SplitItems) -> D:
+    """``out`` with each item's place in the full table (``item_ids``) and the query mask."""
+    out.item_ids = items.indices.astype(np.int64)
+    out.query_mask = items.query_mask
+    return out
+
+
+def file_split(table: ItemTable, request: SplitRequest, on_corrupt: str = "error") -> FileDataset:
+    """The :class:`FileDataset` of ``request.split`` of a table of image paths.
 
     ``on_corrupt="skip"`` decodes the split's images once and drops unreadable ones with a warning;
     ``"error"`` (default) leaves them in, and reading one raises an error naming its path.
     """
-    check_split(split, allowed, dataset)
+    check_split(request.split, table.allowed, table.dataset)
     if on_corrupt not in ON_CORRUPT:
         raise ValueError(f"on_corrupt: expected one of {ON_CORRUPT}, got {on_corrupt!r}")
-    paths_arr = np.asarray([str(p) for p in paths], dtype=object)
-    items = select_split(parts, item_classes, split, val_classes, seed)
+    paths = np.asarray([str(p) for p in table.items], dtype=object)
+    items = _select(table, request)
     if on_corrupt == "skip":
-        bad = items.indices[~readable(list(paths_arr[items.indices]))]
+        bad = items.indices[~readable(list(paths[items.indices]))]
         if len(bad):
-            parts = parts.copy().astype(object)
+            parts = table.parts.copy().astype(object)
             parts[bad] = "unreadable"
-            items = select_split(parts.astype(str), item_classes, split, val_classes, seed)
+            items = _select(table, request, parts.astype(str))
     out = FileDataset(
-        list(paths_arr[items.indices]),
+        list(paths[items.indices]),
         items.labels,
-        names_of(items.class_keys, names),
-        transform,
-        seed=seed,
+        names_of(items.class_keys, table.names),
+        request.transform,
+        seed=request.seed,
     )
-    out.item_ids = items.indices.astype(np.int64)
-    out.query_mask = items.query_mask
-    return out
+    return _finish(out, items)
 
 
-def array_split(
-    dataset: str,
-    images: np.ndarray,
-    item_classes: np.ndarray,
-    parts: np.ndarray,
-    split: str,
-    allowed: Sequence[str],
-    transform: Transform | None,
-    names: Mapping[Any, str] | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
-) -> ArrayDataset:
-    """The :class:`ArrayDataset` of ``split`` (images ``(N, H, W[, 3])`` uint8)."""
-    check_split(split, allowed, dataset)
-    items = select_split(parts, item_classes, split, val_classes, seed)
+def array_split(table: ItemTable, request: SplitRequest) -> ArrayDataset:
+    """The :class:`ArrayDataset` of ``request.split`` of a table of uint8 images."""
+    check_split(request.split, table.allowed, table.dataset)
+    items = _select(table, request)
+    images = np.asarray(table.items)[items.indices]
     out = ArrayDataset(
-        images[items.indices],
+        images,
         items.labels,
-        names_of(items.class_keys, names),
-        transform,
-        seed=seed,
+        names_of(items.class_keys, table.names),
+        request.transform,
+        seed=request.seed,
     )
-    out.item_ids = items.indices.astype(np.int64)
-    out.query_mask = items.query_mask
-    return out
+    return _finish(out, items)

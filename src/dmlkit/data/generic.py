@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from dmlkit.data.base import FileDataset, Transform
-from dmlkit.data.build import file_split
+from dmlkit.data.build import ItemTable, file_split
 from dmlkit.data.layout import resolve_root
-from dmlkit.data.registry import DATASETS
-from dmlkit.data.splits import QUERY_GALLERY, SPLITS, ValClasses, class_disjoint_parts
+from dmlkit.data.registry import SplitRequest, register_dataset
+from dmlkit.data.splits import QUERY_GALLERY, SPLITS, class_disjoint_parts
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 PARTS = (*SPLITS, *QUERY_GALLERY)
@@ -45,18 +45,12 @@ def class_images(directory: Path) -> list[tuple[str, Path]]:
     return found
 
 
-@DATASETS.register("folder")
+@register_dataset("folder")
 def folder(
-    split: str,
-    root: str | Path | None = None,
-    transform: Transform | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
-    on_corrupt: str = "error",
-    test_fraction: float = 0.5,
+    request: SplitRequest, *, on_corrupt: str = "error", test_fraction: float = 0.5
 ) -> FileDataset:
     """Images in class subdirectories of ``root`` (layout in ``FOLDER_LAYOUT``)."""
-    base = resolve_root(root, "folder", FOLDER_LAYOUT)
+    base = resolve_root(request.root, "folder", FOLDER_LAYOUT)
     predefined = (base / "train").is_dir() and (base / "test").is_dir()
     present = [p for p in SPLITS if (base / p).is_dir()] if predefined else [""]
     entries = [(part, *item) for part in present for item in class_images(base / part)]
@@ -69,21 +63,9 @@ def folder(
     parts = (
         np.array([e[0] for e in entries])
         if predefined
-        else class_disjoint_parts(classes, test_fraction, seed)
+        else class_disjoint_parts(classes, test_fraction, request.seed)
     )
-    return file_split(
-        "folder",
-        paths,
-        classes,
-        parts,
-        split,
-        SPLITS,
-        transform,
-        None,
-        val_classes,
-        seed,
-        on_corrupt,
-    )
+    return file_split(ItemTable("folder", paths, classes, parts), request, on_corrupt)
 
 
 def _csv_rows(listing: Path) -> list[dict[str, str]]:
@@ -101,17 +83,12 @@ def _csv_rows(listing: Path) -> list[dict[str, str]]:
     return rows
 
 
-@DATASETS.register("csv")
+@register_dataset("csv")
 def csv_listing(
-    split: str,
-    root: str | Path | None = None,
-    transform: Transform | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
-    on_corrupt: str = "error",
-    test_fraction: float = 0.5,
+    request: SplitRequest, *, on_corrupt: str = "error", test_fraction: float = 0.5
 ) -> FileDataset:
     """Images listed in the CSV file ``root`` (format in ``CSV_LAYOUT``)."""
+    root = request.root
     if root is None or not Path(root).expanduser().is_file():
         raise FileNotFoundError(
             f"csv: expected root = an existing CSV file, got {root!r}.\n{CSV_LAYOUT}"
@@ -130,10 +107,8 @@ def csv_listing(
     if has_split:
         parts = np.array([row["split"] for row in rows])
     else:
-        parts = class_disjoint_parts(classes, test_fraction, seed)
-    return file_split(
-        "csv", paths, classes, parts, split, PARTS, transform, None, val_classes, seed, on_corrupt
-    )
+        parts = class_disjoint_parts(classes, test_fraction, request.seed)
+    return file_split(ItemTable("csv", paths, classes, parts, PARTS), request, on_corrupt)
 
 
 def image_listing(

@@ -45,11 +45,11 @@ import numpy as np
 import PIL
 from PIL import features
 
-from dmlkit.data.base import ArrayDataset, Transform
-from dmlkit.data.build import array_split
+from dmlkit.data.base import ArrayDataset
+from dmlkit.data.build import ItemTable, array_split
 from dmlkit.data.fonts import distinct_faces, font_files
-from dmlkit.data.registry import DATASETS
-from dmlkit.data.splits import SPLITS, ValClasses, class_disjoint_parts
+from dmlkit.data.registry import SplitRequest, register_dataset
+from dmlkit.data.splits import class_disjoint_parts
 
 FONT_DIR = "/usr/share/fonts"
 FACE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -226,13 +226,10 @@ def style_shift_parts(parts: np.ndarray, item_held: np.ndarray) -> np.ndarray:
     return np.where((parts == "test") & ~item_held, "gallery", out)
 
 
-@DATASETS.register("glyphs")
+@register_dataset("glyphs")
 def glyphs(
-    split: str,
-    root: str | Path | None = None,
-    transform: Transform | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
+    request: SplitRequest,
+    *,
     num_chars: int = 1000,
     image_size: int = 32,
     test_fraction: float = 0.5,
@@ -255,14 +252,12 @@ def glyphs(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    font_dir = FONT_DIR if root is None else root
+    font_dir = FONT_DIR if request.root is None else request.root
     data = load_glyphs(num_chars, image_size, min_faces, font_dir, cache_dir)
     chars = data["chars"]
-    parts = class_disjoint_parts(chars, test_fraction, seed)
+    parts = class_disjoint_parts(chars, test_fraction, request.seed)
     if holdout_faces is not None:
         held = held_out_faces(data["face_names"], holdout_faces)
         parts = style_shift_parts(parts, held[data["faces"]])
     names = {int(c): chr(int(c)) for c in np.unique(chars)}
-    return array_split(
-        "glyphs", data["images"], chars, parts, split, SPLITS, transform, names, val_classes, seed
-    )
+    return array_split(ItemTable("glyphs", data["images"], chars, parts, names=names), request)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dmlkit.data.base import ArrayDataset, Transform
-from dmlkit.data.build import array_split
-from dmlkit.data.registry import DATASETS
-from dmlkit.data.splits import SPLITS, ValClasses, class_disjoint_parts, image_holdout_parts
+from dmlkit.data.base import ArrayDataset
+from dmlkit.data.build import ItemTable, array_split
+from dmlkit.data.registry import SplitRequest, register_dataset
+from dmlkit.data.splits import ValClasses, class_disjoint_parts, image_holdout_parts
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
@@ -80,13 +80,10 @@ def check_no_val_images(split: str, holdout: str, val_fraction: float) -> None:
         )
 
 
-@DATASETS.register("digits")
+@register_dataset("digits")
 def digits(
-    split: str,
-    root: str | Path | None = None,
-    transform: Transform | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
+    request: SplitRequest,
+    *,
     holdout: str = "images",
     test_fraction: float = 0.5,
     val_fraction: float = 0.0,
@@ -95,20 +92,20 @@ def digits(
 
     IMAGE splits by default (module docstring): each split holds every digit.
     """
-    if root is not None:
+    if request.root is not None:
         raise ValueError(
-            f"digits: the images ship with scikit-learn; expected root=None, got {root!r}"
+            f"digits: the images ship with scikit-learn; expected root=None, got {request.root!r}"
         )
     from sklearn.datasets import load_digits
 
     data = load_digits()
     images = np.rint(data.images * (255.0 / 16.0)).astype(np.uint8)
     classes = data.target.astype(np.int64)
-    check_no_val_images(split, holdout, val_fraction)
-    parts = holdout_parts(classes, holdout, test_fraction, val_fraction, val_classes, seed)
-    return array_split(
-        "digits", images, classes, parts, split, SPLITS, transform, None, val_classes, seed
+    check_no_val_images(request.split, holdout, val_fraction)
+    parts = holdout_parts(
+        classes, holdout, test_fraction, val_fraction, request.val_classes, request.seed
     )
+    return array_split(ItemTable("digits", images, classes, parts), request)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -141,13 +138,10 @@ def find_idx(root: Path, stem: str) -> Path:
     )
 
 
-@DATASETS.register("fashion_mnist")
+@register_dataset("fashion_mnist")
 def fashion_mnist(
-    split: str,
-    root: str | Path | None = None,
-    transform: Transform | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
+    request: SplitRequest,
+    *,
     holdout: str = "images",
     test_fraction: float = 0.5,
     val_fraction: float = 0.0,
@@ -158,7 +152,7 @@ def fashion_mnist(
     IMAGE splits by default (module docstring): the official test set is ``"test"``;
     ``test_fraction`` applies only with ``holdout="classes"``.
     """
-    base = Path(FASHION_MNIST_ROOT if root is None else root).expanduser()
+    base = Path(FASHION_MNIST_ROOT if request.root is None else request.root).expanduser()
     images, classes = [], []
     for prefix in ("train", "t10k"):
         images.append(read_idx(find_idx(base, f"{prefix}-images-idx3-ubyte")))
@@ -170,20 +164,16 @@ def fashion_mnist(
             )
     official_test = np.repeat([False, True], [len(classes[0]), len(classes[1])])
     all_classes = np.concatenate(classes)
-    check_no_val_images(split, holdout, val_fraction)
+    check_no_val_images(request.split, holdout, val_fraction)
     parts = holdout_parts(
-        all_classes, holdout, test_fraction, val_fraction, val_classes, seed, official_test
+        all_classes,
+        holdout,
+        test_fraction,
+        val_fraction,
+        request.val_classes,
+        request.seed,
+        official_test,
     )
     names = dict(enumerate(FASHION_MNIST_CLASSES))
-    return array_split(
-        "fashion_mnist",
-        np.concatenate(images),
-        all_classes,
-        parts,
-        split,
-        SPLITS,
-        transform,
-        names,
-        val_classes,
-        seed,
-    )
+    table = ItemTable("fashion_mnist", np.concatenate(images), all_classes, parts, names=names)
+    return array_split(table, request)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dmlkit.data.base import FileDataset, Transform
-from dmlkit.data.build import file_split
+from dmlkit.data.base import FileDataset
+from dmlkit.data.build import ItemTable, file_split
 from dmlkit.data.layout import locate, read_rows
-from dmlkit.data.registry import DATASETS
-from dmlkit.data.splits import QUERY_GALLERY, SPLITS, ValClasses, first_half_parts
+from dmlkit.data.registry import SplitRequest, register_dataset
+from dmlkit.data.splits import QUERY_GALLERY, SPLITS, first_half_parts
 
 CUB_LAYOUT = """expected layout (CUB-200-2011 as published; root may also be CUB_200_2011 itself):
   <root>/CUB_200_2011/images.txt               "<image id> <relative path>"
@@ -48,18 +48,11 @@ INSHOP_LAYOUT = """expected layout (In-Shop Clothes Retrieval Benchmark as publi
   <root>/Img/img/<gender>/<category>/<item id>/<file>.jpg"""
 
 
-@DATASETS.register("cub")
-def cub(
-    split: str,
-    root: str | Path | None = None,
-    transform: Transform | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
-    on_corrupt: str = "error",
-) -> FileDataset:
+@register_dataset("cub")
+def cub(request: SplitRequest, *, on_corrupt: str = "error") -> FileDataset:
     """CUB-200-2011 (module docstring); ``root`` holds ``CUB_200_2011/`` or is that directory."""
     files = ["images.txt", "image_class_labels.txt", "classes.txt"]
-    base = locate(root, files, ["CUB_200_2011"], "cub", CUB_LAYOUT)
+    base = locate(request.root, files, ["CUB_200_2011"], "cub", CUB_LAYOUT)
     images = dict(read_rows(base / "images.txt", 2))
     labels = dict(read_rows(base / "image_class_labels.txt", 2))
     names = {int(k): v for k, v in read_rows(base / "classes.txt", 2)}
@@ -76,22 +69,13 @@ def cub(
         raise ValueError(f"cub: {base / 'classes.txt'} does not name class ids {unknown[:10]}")
     paths = [base / "images" / images[i] for i in ids]
     parts = first_half_parts(classes)
-    return file_split(
-        "cub", paths, classes, parts, split, SPLITS, transform, names, val_classes, seed, on_corrupt
-    )
+    return file_split(ItemTable("cub", paths, classes, parts, names=names), request, on_corrupt)
 
 
-@DATASETS.register("cars")
-def cars(
-    split: str,
-    root: str | Path | None = None,
-    transform: Transform | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
-    on_corrupt: str = "error",
-) -> FileDataset:
+@register_dataset("cars")
+def cars(request: SplitRequest, *, on_corrupt: str = "error") -> FileDataset:
     """Cars196 (module docstring); reading ``cars_annos.mat`` needs scipy."""
-    base = locate(root, ["cars_annos.mat"], [], "cars", CARS_LAYOUT)
+    base = locate(request.root, ["cars_annos.mat"], [], "cars", CARS_LAYOUT)
     try:
         from scipy.io import loadmat
     except ImportError as err:
@@ -112,33 +96,14 @@ def cars(
     names = {k + 1: str(n) for k, n in enumerate(np.atleast_1d(mat["class_names"]))}
     paths = [base / str(p) for p in ann["relative_im_path"]]
     parts = first_half_parts(classes)
-    return file_split(
-        "cars",
-        paths,
-        classes,
-        parts,
-        split,
-        SPLITS,
-        transform,
-        names,
-        val_classes,
-        seed,
-        on_corrupt,
-    )
+    return file_split(ItemTable("cars", paths, classes, parts, names=names), request, on_corrupt)
 
 
-@DATASETS.register("sop")
-def sop(
-    split: str,
-    root: str | Path | None = None,
-    transform: Transform | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
-    on_corrupt: str = "error",
-) -> FileDataset:
+@register_dataset("sop")
+def sop(request: SplitRequest, *, on_corrupt: str = "error") -> FileDataset:
     """Stanford Online Products (module docstring); classes named ``<super class>/<product id>``."""
     files = ["Ebay_train.txt", "Ebay_test.txt"]
-    base = locate(root, files, ["Stanford_Online_Products"], "sop", SOP_LAYOUT)
+    base = locate(request.root, files, ["Stanford_Online_Products"], "sop", SOP_LAYOUT)
     paths, classes, parts, names = [], [], [], {}
     for part, name in (("train", "Ebay_train.txt"), ("test", "Ebay_test.txt")):
         for _, class_id, _, rel in read_rows(base / name, 4, skip=1):
@@ -148,33 +113,14 @@ def sop(
             parts.append(part)
             names[key] = f"{Path(rel).parent.name}/{Path(rel).stem.rsplit('_', 1)[0]}"
     keys, parts_arr = np.array(classes), np.array(parts)
-    return file_split(
-        "sop",
-        paths,
-        keys,
-        parts_arr,
-        split,
-        SPLITS,
-        transform,
-        names,
-        val_classes,
-        seed,
-        on_corrupt,
-    )
+    return file_split(ItemTable("sop", paths, keys, parts_arr, names=names), request, on_corrupt)
 
 
-@DATASETS.register("inshop")
-def inshop(
-    split: str,
-    root: str | Path | None = None,
-    transform: Transform | None = None,
-    val_classes: ValClasses = 0,
-    seed: int = 0,
-    on_corrupt: str = "error",
-) -> FileDataset:
+@register_dataset("inshop")
+def inshop(request: SplitRequest, *, on_corrupt: str = "error") -> FileDataset:
     """In-Shop Clothes Retrieval (module docstring); splits also ``"query"`` and ``"gallery"``."""
     subdirs = ["In-shop Clothes Retrieval Benchmark"]
-    base = locate(root, ["Eval/list_eval_partition.txt"], subdirs, "inshop", INSHOP_LAYOUT)
+    base = locate(request.root, ["Eval/list_eval_partition.txt"], subdirs, "inshop", INSHOP_LAYOUT)
     listing = base / "Eval" / "list_eval_partition.txt"
     with open(listing, encoding="utf-8") as fh:
         first = fh.readline().strip()
@@ -192,16 +138,4 @@ def inshop(
     paths = [base / "Img" / r[0] for r in rows]
     keys = np.array([r[1] for r in rows])
     allowed = (*SPLITS, *QUERY_GALLERY)
-    return file_split(
-        "inshop",
-        paths,
-        keys,
-        status,
-        split,
-        allowed,
-        transform,
-        None,
-        val_classes,
-        seed,
-        on_corrupt,
-    )
+    return file_split(ItemTable("inshop", paths, keys, status, allowed), request, on_corrupt)

@@ -37,6 +37,7 @@ from dmlkit.data import (
     create_dataset,
     create_transform,
 )
+from dmlkit.data.registry import COMMON_NAMES
 from dmlkit.losses import LOSSES
 from dmlkit.methods import METHODS, TrainingMethod
 from dmlkit.models import MODELS, EmbeddingModel, create_model
@@ -87,7 +88,7 @@ def resolve_device(name: str) -> torch.device:
 def build_split(config: DataConfig, split: str, train: bool) -> DMLDataset:
     """Split ``split`` of the configured dataset with the training or the evaluation transform."""
     transform = create_transform(config.transform, train=train, image_size=config.image_size)
-    reserved = ("split", "root", "transform", "val_classes", "seed")
+    reserved = COMMON_NAMES
     _check_options("data.options", "dataset", config.name, DATASETS.get(config.name),
                    config.options, reserved)  # fmt: skip
     return _build(
