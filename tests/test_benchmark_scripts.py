@@ -66,3 +66,27 @@ def test_bench_input_pipeline_quick(tmp_path: Path) -> None:
         )
     assert set(result["decoders"]) == {"500x375", "1000x750"}
     assert 50 < result["kB_per_file"] < 90  # photo-like: about 2.8 bits per pixel at quality 90
+
+
+def test_glyph_loss_table_summary_and_markdown() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.glyph_loss_table import markdown, summary
+
+    runs = {
+        "ms": [
+            {"seed": 0, "wall_s": 100.0, "test": {"map@r": 0.5, "precision@1": 0.9}},
+            {"seed": 1, "wall_s": 120.0, "test": {"map@r": 0.7, "precision@1": 0.8}},
+        ],
+        "circle": [{"seed": 0, "wall_s": 90.0, "test": {"map@r": 0.65, "precision@1": 0.85}}],
+        "npair": [{"seed": 0, "error": "ValueError: boom", "test": {}}],
+    }
+    s = summary(runs["ms"])
+    assert s["map@r"]["mean"] == pytest.approx(0.6) and s["map@r"]["n"] == 2
+    assert s["map@r"]["std"] == pytest.approx(math.sqrt(0.02))
+    assert summary(runs["npair"]) == {}
+    table = markdown({"runs": runs, "steps": 600, "machine": {"cpu": "cpu"}, "not_run": {}})
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "±" in line]
+    # best MAP@R first; a failed loss says why
+    assert [r.split(" | ")[0] for r in rows] == ["| circle", "| ms"]
+    assert "| npair | pair weighting | failed: ValueError: boom | | | |" in table
+    assert "| ms | pair weighting | 0.600 ± 0.141 | 0.850 ± 0.071 | 2 | 110 |" in table
