@@ -20,12 +20,18 @@ oversubscribed machine the single-thread rows show the cost of the computation i
 several threads, every elementwise pass waits for its slowest thread, which inflates the loss
 steps much more than the matrix products of the floor.
 
+``--catalogue`` times the whole loss catalogue instead: every case of the
+``benchmarks/catalogue_*.py`` modules (each loss beside its PML peer at matching settings, see
+:mod:`benchmarks.catalogue`) at B = 512, D = 128, 32 classes, one thread, into
+``pair_losses_catalogue.json``.
+
 ``--quick`` runs small sizes and prints without writing a result file.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import sys
 from collections.abc import Callable
@@ -38,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pytorch_metric_learning import distances, losses, miners
 
+from benchmarks.catalogue import Case
 from benchmarks.common import peak_memory_bytes, time_median, write_result
 from dmlkit.losses import create
 
@@ -126,16 +133,16 @@ def _measure(
     return times
 
 
-def run_setting(
-    name: str, b: int, d: int, classes: int, rounds: int, repeats: int
+def measure(
+    ours: Step, theirs: Step | None, x: torch.Tensor, y: torch.Tensor, rounds: int, repeats: int
 ) -> dict[str, Any]:
-    x, y = _inputs(b, d, classes)
-    ours_factory, theirs_factory = CASES[name]
-    steps = {"ours": _step(ours_factory(), x, y), "floor": _step(_floor, x, y)}
-    if theirs_factory is not None:
-        steps["pml"] = _step(theirs_factory(), x, y)
+    """Time (median of interleaved rounds) and peak memory of ``ours``, ``theirs`` and the floor
+    on ``x, y``, with the ratios ours / theirs."""
+    steps = {"ours": _step(ours, x, y), "floor": _step(_floor, x, y)}
+    if theirs is not None:
+        steps["pml"] = _step(theirs, x, y)
     times = _measure(steps, rounds, repeats)
-    row: dict[str, Any] = {"loss": name, "B": b, "D": d, "classes": classes}
+    row: dict[str, Any] = {}
     for key, values in times.items():
         row[f"{key}_s"] = statistics.median(values)
         row[f"{key}_rounds_s"] = values
@@ -147,6 +154,43 @@ def run_setting(
         row["time_ratio_rounds"] = [o / p for o, p in zip(times["ours"], times["pml"], strict=True)]
         row["memory_ratio"] = row["ours_peak_bytes"] / row["pml_peak_bytes"]
     return row
+
+
+def run_setting(
+    name: str, b: int, d: int, classes: int, rounds: int, repeats: int
+) -> dict[str, Any]:
+    x, y = _inputs(b, d, classes)
+    ours_factory, theirs_factory = CASES[name]
+    theirs = None if theirs_factory is None else theirs_factory()
+    row: dict[str, Any] = {"loss": name, "B": b, "D": d, "classes": classes}
+    return row | measure(ours_factory(), theirs, x, y, rounds, repeats)
+
+
+def catalogue_cases() -> dict[str, Case]:
+    """Every case of the ``benchmarks/catalogue_*.py`` modules (one per loss family)."""
+    cases: dict[str, Case] = {}
+    for path in sorted(Path(__file__).parent.glob("catalogue_*.py")):
+        module = importlib.import_module(f"benchmarks.{path.stem}")
+        cases.update(module.CASES)
+    return cases
+
+
+def run_catalogue(b: int, d: int, classes: int, rounds: int, repeats: int) -> list[dict[str, Any]]:
+    """Each catalogue case at one setting: ours beside its peer (or the floor alone)."""
+    x, y = _inputs(b, d, classes)
+    rows = []
+    for name, case in catalogue_cases().items():
+        torch.manual_seed(0)
+        ours = case.ours(classes, d)
+        theirs = None if case.peer is None else case.peer(classes, d)
+        row: dict[str, Any] = {"loss": name, "B": b, "D": d, "classes": classes}
+        row |= measure(ours, theirs, x, y, rounds, repeats)
+        if case.note:
+            row["note"] = case.note
+        shown = {k: v for k, v in row.items() if "rounds" not in k}
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in shown.items()})
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -161,8 +205,23 @@ def main() -> None:
         default=[torch.get_num_threads(), 1],
         help="torch thread counts to run the whole table with (default: the default and 1)",
     )
+    parser.add_argument(
+        "--catalogue",
+        action="store_true",
+        help="every benchmarks/catalogue_*.py case at B=512 D=128 (32 classes), one thread; "
+        "writes pair_losses_catalogue.json",
+    )
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
+    if args.catalogue:
+        torch.set_num_threads(1)
+        b = 128 if args.quick else 512
+        rows = run_catalogue(b, 128, 32, rounds, args.repeats)
+        if not args.quick:
+            payload = {"dtype": "float32", "pass": "forward+backward", "threads": 1}
+            path = write_result("pair_losses_catalogue", {**payload, "results": rows})
+            print(f"wrote {path}")
+        return
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
