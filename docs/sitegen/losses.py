@@ -8,6 +8,7 @@ same factory are listed together.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import typing
@@ -34,6 +35,8 @@ def _info(registry: Any, name: str) -> dict[str, str]:
     if not callable(info):
         return {}
     found = info(name)
+    if dataclasses.is_dataclass(found) and not isinstance(found, type):
+        found = dataclasses.asdict(found)
     return {str(k): str(v) for k, v in dict(found or {}).items() if v not in (None, "")}
 
 

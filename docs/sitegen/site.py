@@ -20,7 +20,20 @@ from sitegen.losses import loss_page
 from sitegen.markdown import Page
 from sitegen.rst import convert
 
-HAND = [("Home", "index.md"), ("Getting started", "getting-started.md")]
+GUIDES = [
+    ("The four methods", "guides/methods.md"),
+    ("Losses in your own loop", "guides/own-loop.md"),
+    ("Evaluation", "guides/evaluation.md"),
+    ("The Reality-Check protocol", "guides/protocol.md"),
+    ("Several GPUs or machines", "guides/distributed.md"),
+    ("From a model to a retrieval system", "guides/retrieval.md"),
+    ("Speed, memory and throughput", "guides/performance.md"),
+]
+HAND: list[tuple[str, Any]] = [
+    ("Home", "index.md"),
+    ("Getting started", "getting-started.md"),
+    ("Guides", [{title: uri} for title, uri in GUIDES]),
+]
 TAIL = [("Contributing", "contributing.md")]
 
 
