@@ -44,3 +44,26 @@ def test_every_loss_names_its_family_and_source() -> None:
 
     missing = [n for n in LOSSES.names() if not (LOSSES.info(n).family and LOSSES.info(n).source)]
     assert missing == []
+
+
+def test_context_is_declared_and_given_only_where_declared() -> None:
+    import inspect
+
+    from dmlkit.core import BuildContext
+    from dmlkit.losses import LOSSES
+    from dmlkit.methods import METHODS
+
+    reg: Registry[int] = Registry("widget")
+    with pytest.raises(ValueError, match=r"widget 'w': unknown context \['classes'\]"):
+        reg.register("w", context=("classes",))
+    reg.register("w", context=("num_classes",))(lambda num_classes, k=1: num_classes * k)
+    ctx = BuildContext(num_classes=5, embedding_dim=8, seed=3)
+    assert reg.create("w", **ctx.for_entry(reg.info("w"), {"k": 2})) == 10
+    # an option overrides the context value
+    assert ctx.for_entry(reg.info("w"), {"num_classes": 7}) == {"num_classes": 7}
+    # every registered factory taking a context field declares it, and declares nothing else
+    for registry in (LOSSES, METHODS):
+        for name in registry.names():
+            params = set(inspect.signature(registry.get(name)).parameters)
+            declared = set(registry.info(name).context)
+            assert declared == params & {"num_classes", "embedding_dim", "seed"}, name

@@ -4,13 +4,12 @@ extreme magnitudes give a finite loss with finite gradients, and malformed input
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dmlkit.core import BuildContext
 from dmlkit.losses import LOSSES, create
 
 NUM_CLASSES = 4
@@ -22,10 +21,8 @@ FUZZ = settings(
 
 
 def make_loss(name: str, dim: int) -> torch.nn.Module:
-    params = inspect.signature(LOSSES.get(name)).parameters
-    context = {"num_classes": NUM_CLASSES, "embedding_dim": dim}
     torch.manual_seed(0)
-    return create(name, **{k: v for k, v in context.items() if k in params})
+    return create(name, **BuildContext(NUM_CLASSES, dim).for_entry(LOSSES.info(name), {}))
 
 
 @st.composite
@@ -96,9 +93,7 @@ def bad_inputs() -> st.SearchStrategy[tuple[str, torch.Tensor, torch.Tensor]]:
 
 # losses whose classes are arbitrary ids (pairs compare labels only); per-class parameters need
 # labels in 0..num_classes-1
-CLASS_INDEXED = {
-    n for n in LOSSES.names() if "num_classes" in inspect.signature(LOSSES.get(n)).parameters
-}
+CLASS_INDEXED = {n for n in LOSSES.names() if "num_classes" in LOSSES.info(n).context}
 
 
 @pytest.mark.parametrize("name", LOSSES.names())

@@ -77,7 +77,7 @@ class Probe(TrainingMethod):
 
 @pytest.fixture
 def probe_method() -> Iterator[None]:
-    METHODS.register("probe_for_tests")(Probe)
+    METHODS.register("probe_for_tests", context=("num_classes", "embedding_dim", "seed"))(Probe)
     yield
     METHODS._factories.pop("probe_for_tests")
 

@@ -24,10 +24,31 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class EntryInfo:
-    """What a registry knows about an entry beside its factory: a family and a source."""
+    """What a registry knows about an entry beside its factory: a family, a source, and the
+    ``context`` the factory takes from the run that builds it (names of
+    :class:`BuildContext` fields, such as ``num_classes``)."""
 
     family: str = ""
     source: str = ""
+    context: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a run knows when it builds its loss and training method: the training set's
+    ``num_classes``, the model's ``embedding_dim`` and the run's ``seed``. An entry receives the
+    fields it declares in ``register(..., context=...)``, unless its options set them."""
+
+    num_classes: int
+    embedding_dim: int
+    seed: int = 0
+
+    def for_entry(self, info: EntryInfo, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` with each declared context field added where the options do not set it."""
+        return {**{k: getattr(self, k) for k in info.context}, **options}
+
+
+CONTEXT_FIELDS = frozenset(BuildContext.__dataclass_fields__)
 
 
 class Registry(Generic[T]):
@@ -39,16 +60,23 @@ class Registry(Generic[T]):
         self._info: dict[str, EntryInfo] = {}
 
     def register(
-        self, name: str, *, family: str = "", source: str = ""
+        self, name: str, *, family: str = "", source: str = "", context: tuple[str, ...] = ()
     ) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator registering ``factory`` under ``name`` (names are unique), with an optional
-        ``family`` and ``source`` for listings."""
+        ``family`` and ``source`` for listings and the ``context`` fields it takes from the run
+        (:class:`BuildContext`)."""
+        unknown = sorted(set(context) - CONTEXT_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"{self.kind} {name!r}: unknown context {unknown}; "
+                f"expected some of {sorted(CONTEXT_FIELDS)}"
+            )
 
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories:
                 raise KeyError(f"{self.kind} {name!r} is already registered")
             self._factories[name] = factory
-            self._info[name] = EntryInfo(family, source)
+            self._info[name] = EntryInfo(family, source, tuple(context))
             return factory
 
         return deco

@@ -222,7 +222,9 @@ class MarginLoss(BatchLoss):
         )
 
 
-@LOSSES.register("margin", family="triplet", source="Wu et al. 2017, margin loss")
+@LOSSES.register(
+    "margin", family="triplet", source="Wu et al. 2017, margin loss", context=("num_classes",)
+)
 def margin(num_classes: int | None = None, **kwargs: object) -> MarginLoss:
     """Margin loss, Wu et al. defaults: α=0.2, β₀=1.2 learnable per class, distance weighting."""
     return MarginLoss(num_classes, **kwargs)  # type: ignore[arg-type]

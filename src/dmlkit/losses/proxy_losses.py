@@ -301,7 +301,12 @@ class SoftTripleLoss(ProxyLoss):
         return f"scale={self.scale}, gamma={self.gamma}, tau={self.tau}, margin={self.margin}"
 
 
-@LOSSES.register("proxy_nca", family="proxy", source="Movshovitz-Attias et al. 2017, ProxyNCA")
+@LOSSES.register(
+    "proxy_nca",
+    family="proxy",
+    source="Movshovitz-Attias et al. 2017, ProxyNCA",
+    context=("num_classes", "embedding_dim"),
+)
 def proxy_nca(
     num_classes: int,
     embedding_dim: int,
@@ -319,7 +324,12 @@ def proxy_nca(
     )  # fmt: skip
 
 
-@LOSSES.register("proxy_nca_pp", family="proxy", source="Teh et al. 2020, ProxyNCA++")
+@LOSSES.register(
+    "proxy_nca_pp",
+    family="proxy",
+    source="Teh et al. 2020, ProxyNCA++",
+    context=("num_classes", "embedding_dim"),
+)
 def proxy_nca_pp(
     num_classes: int,
     embedding_dim: int,
@@ -336,7 +346,12 @@ def proxy_nca_pp(
     )  # fmt: skip
 
 
-@LOSSES.register("normalized_softmax", family="proxy", source="Zhai & Wu 2019, normalized softmax")
+@LOSSES.register(
+    "normalized_softmax",
+    family="proxy",
+    source="Zhai & Wu 2019, normalized softmax",
+    context=("num_classes", "embedding_dim"),
+)
 def normalized_softmax(
     num_classes: int,
     embedding_dim: int,
@@ -353,7 +368,12 @@ def normalized_softmax(
     )  # fmt: skip
 
 
-@LOSSES.register("proxy_anchor", family="proxy", source="Kim et al. 2020, Proxy Anchor")
+@LOSSES.register(
+    "proxy_anchor",
+    family="proxy",
+    source="Kim et al. 2020, Proxy Anchor",
+    context=("num_classes", "embedding_dim"),
+)
 def proxy_anchor(
     num_classes: int,
     embedding_dim: int,
@@ -370,7 +390,12 @@ def proxy_anchor(
     )  # fmt: skip
 
 
-@LOSSES.register("soft_triple", family="proxy", source="Qian et al. 2019, SoftTriple")
+@LOSSES.register(
+    "soft_triple",
+    family="proxy",
+    source="Qian et al. 2019, SoftTriple",
+    context=("num_classes", "embedding_dim"),
+)
 def soft_triple(
     num_classes: int,
     embedding_dim: int,

@@ -274,7 +274,7 @@ class CCPMethod(TrainingMethod):
         }
 
 
-@METHODS.register("ccp")
+@METHODS.register("ccp", context=("num_classes", "embedding_dim", "seed"))
 def ccp(
     num_classes: int,
     embedding_dim: int,

@@ -205,7 +205,7 @@ class Sharing(TrainingMethod):
         return {} if self.loss is None else self.loss.log_fields()
 
 
-@METHODS.register("sharing")
+@METHODS.register("sharing", context=("embedding_dim", "seed"))
 def sharing(
     embedding_dim: int,
     sampler: str = "shared_random",

@@ -29,6 +29,7 @@ from dmlkit.config import (
     apply_overrides,
     config_from_dict,
 )
+from dmlkit.core import BuildContext, Registry
 from dmlkit.data import (
     DATASETS,
     ClassFold,
@@ -227,44 +228,35 @@ def _check_options(
 
 
 def _create_with_context(
-    section: str,
-    kind: str,
-    name: str,
-    factory: Callable[..., T],
-    options: dict[str, Any],
-    context: dict[str, Any],
-) -> T:
-    """``factory(**options)``, adding each ``context`` value the factory takes and the options do
-    not set; unknown options raise ``ConfigError`` listing the accepted ones."""
+    section: str, kind: str, name: str, registry: Registry[T], options: dict[str, Any],
+    context: BuildContext,
+) -> T:  # fmt: skip
+    """``registry``'s ``name`` built with ``options`` and the :class:`BuildContext` fields its
+    entry declares (unless the options set them); unknown options raise ``ConfigError`` listing
+    the accepted ones."""
+    factory = registry.get(name)
     _check_options(section, kind, name, factory, options)
-    params = inspect.signature(factory).parameters
-    kwargs = dict(options)
-    for key, value in context.items():
-        if key in params and key not in kwargs:
-            kwargs[key] = value
-    return _build(section, factory, **kwargs)
+    return _build(section, factory, **context.for_entry(registry.info(name), options))
 
 
 def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.Module:
-    """The loss ``config.name`` with ``options``; a factory that takes ``num_classes`` or
-    ``embedding_dim`` (per-class parameters, proxies) gets the training set's values unless the
-    options set them. Unknown options raise ``ConfigError`` listing the accepted ones."""
-    context = {"num_classes": num_classes, "embedding_dim": embedding_dim}
-    factory = LOSSES.get(config.name)
+    """The loss ``config.name`` with ``options``; a loss that declares ``num_classes`` or
+    ``embedding_dim`` as its context (per-class parameters, proxies) gets the training set's values
+    unless the options set them. Unknown options raise ``ConfigError`` listing the accepted ones."""
+    context = BuildContext(num_classes, embedding_dim)
     return _create_with_context(
-        "loss.options", "loss", config.name, factory, config.options, context
+        "loss.options", "loss", config.name, LOSSES, config.options, context
     )
 
 
 def build_method(
     config: MethodConfig, num_classes: int, embedding_dim: int, seed: int
 ) -> TrainingMethod:
-    """The training method ``config.name`` with ``options`` (see :mod:`dmlkit.methods.registry`);
-    ``num_classes``, ``embedding_dim`` and ``seed`` are given to factories that take them."""
-    context = {"num_classes": num_classes, "embedding_dim": embedding_dim, "seed": seed}
-    factory = METHODS.get(config.name)
+    """The training method ``config.name`` with ``options`` (see :mod:`dmlkit.methods.registry`),
+    given the :class:`BuildContext` fields it declares."""
+    context = BuildContext(num_classes, embedding_dim, seed)
     return _create_with_context(
-        "method.options", "method", config.name, factory, config.options, context
+        "method.options", "method", config.name, METHODS, config.options, context
     )
 
 
