@@ -6,6 +6,7 @@ returning a 0-dim tensor connected to the graph. Build any of them by name with 
 
 from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
+from dmlkit.losses import margin_softmax as _margin_softmax  # noqa: F401  (registers face losses)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
 from dmlkit.losses import proxy_losses as _proxy_losses  # noqa: F401  (registers proxy losses)
 from dmlkit.losses import triplet as _triplet  # noqa: F401  (registers the triplet losses)
@@ -19,6 +20,13 @@ from dmlkit.losses.aggregators import (
 )
 from dmlkit.losses.dro import DROAggregator, DROPNAggregator, k_from_official
 from dmlkit.losses.margin import MarginLoss
+from dmlkit.losses.margin_softmax import (
+    AdditiveAngularMargin,
+    AdditiveCosineMargin,
+    MarginSoftmaxLoss,
+    MultiplicativeAngularMargin,
+    TargetTransform,
+)
 from dmlkit.losses.miners import (
     AllPairsMiner,
     DistanceWeightedPairMiner,
@@ -49,6 +57,8 @@ from dmlkit.losses.weights import pair_weights
 
 __all__ = [
     "LOSSES",
+    "AdditiveAngularMargin",
+    "AdditiveCosineMargin",
     "AllPairsMiner",
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
@@ -66,7 +76,9 @@ __all__ = [
     "LiftedSongAggregator",
     "LinearTerm",
     "MarginLoss",
+    "MarginSoftmaxLoss",
     "MultiSimilarityMiner",
+    "MultiplicativeAngularMargin",
     "PairAggregator",
     "PairLoss",
     "PairMiner",
@@ -81,6 +93,7 @@ __all__ = [
     "SemiHardPairMiner",
     "SoftTripleLoss",
     "SoftplusTerm",
+    "TargetTransform",
     "ThresholdMiner",
     "TopK",
     "TopKPairMiner",
