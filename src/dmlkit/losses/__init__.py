@@ -41,6 +41,16 @@ from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.proxy import Proxies
 from dmlkit.losses.proxy_losses import ProxyAnchorLoss, ProxyLoss, ProxySoftmaxLoss, SoftTripleLoss
 from dmlkit.losses.registry import LOSSES, create
+from dmlkit.losses.regularized import Regularized
+from dmlkit.losses.regularizers import (
+    REGULARIZERS,
+    CenterInvariantRegularizer,
+    LpRegularizer,
+    RegularFaceRegularizer,
+    Regularizer,
+    SparseCentersRegularizer,
+    ZeroMeanRegularizer,
+)
 from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
 from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
 from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, TripletSampler
@@ -57,12 +67,14 @@ from dmlkit.losses.weights import pair_weights
 
 __all__ = [
     "LOSSES",
+    "REGULARIZERS",
     "AdditiveAngularMargin",
     "AdditiveCosineMargin",
     "AllPairsMiner",
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
     "BatchHardTripletLoss",
+    "CenterInvariantRegularizer",
     "ChiSquarePenalty",
     "CircleTerm",
     "DROAggregator",
@@ -75,6 +87,7 @@ __all__ = [
     "KLPenalty",
     "LiftedSongAggregator",
     "LinearTerm",
+    "LpRegularizer",
     "MarginLoss",
     "MarginSoftmaxLoss",
     "MultiSimilarityMiner",
@@ -89,10 +102,14 @@ __all__ = [
     "ProxyAnchorLoss",
     "ProxyLoss",
     "ProxySoftmaxLoss",
+    "RegularFaceRegularizer",
+    "Regularized",
+    "Regularizer",
     "SampledKL",
     "SemiHardPairMiner",
     "SoftTripleLoss",
     "SoftplusTerm",
+    "SparseCentersRegularizer",
     "TargetTransform",
     "ThresholdMiner",
     "TopK",
@@ -101,6 +118,7 @@ __all__ = [
     "TripletSampler",
     "UncertaintySet",
     "Uniform",
+    "ZeroMeanRegularizer",
     "create",
     "k_from_official",
     "pair_weights",

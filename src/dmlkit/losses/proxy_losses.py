@@ -44,6 +44,7 @@ from dmlkit.core.checks import check_embeddings, check_labels, check_positive
 from dmlkit.losses.proxy import Proxies
 from dmlkit.losses.reductions import masked_logsumexp
 from dmlkit.losses.registry import LOSSES
+from dmlkit.losses.regularizers import center_spread
 
 
 class _UnitRows(torch.autograd.Function):
@@ -290,12 +291,7 @@ class SoftTripleLoss(ProxyLoss):
 
     def center_spread(self) -> Tensor:
         """``R = Σ_c Σ_{k<k'} sqrt(2 + 1e-5 - 2 <p̂_ck, p̂_ck'>) / (C K (K - 1))``."""
-        px = self.proxies
-        unit = F.normalize(px.per_class_view(), dim=-1)
-        gram = unit @ unit.transpose(1, 2)
-        rows, cols = torch.triu_indices(px.per_class, px.per_class, 1, device=gram.device)
-        dist = (2.0 + 1e-5 - 2.0 * gram[:, rows, cols]).clamp_min(0.0).sqrt()
-        return dist.sum() / (px.num_classes * px.per_class * (px.per_class - 1))
+        return center_spread(self.proxies(), self.proxies.per_class)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, gamma={self.gamma}, tau={self.tau}, margin={self.margin}"
