@@ -90,7 +90,8 @@ def _safe_sqrt(x: Tensor) -> Tensor:
 
 class AdditiveAngularMargin(TargetTransform):
     """``ψ(c) = cos(θ + m)`` for ``θ <= π - m``, else ``c - m sin m`` (ArcFace); ``m`` in radians,
-    ``0 <= m < π``. The second branch keeps ``ψ`` decreasing in ``θ`` past ``π - m``."""
+    ``0 <= m < π``. The second branch keeps ``ψ`` decreasing in ``θ`` past ``π - m``, where it
+    drops by ``cos m + m sin m - 1`` (as in the ArcFace code and PML)."""
 
     def __init__(self, margin: float) -> None:
         super().__init__()
