@@ -101,7 +101,7 @@ class ModelConfig:
 class RegularizerConfig:
     """One regularizer added to the loss: registry name (``lp``, ``zero_mean``,
     ``center_invariant``, ``regular_face``, ``sparse_centers``), weight > 0 and keyword options
-    (``on: embeddings`` or ``on: weights`` where both apply)."""
+    (``target: embeddings`` or ``target: weights`` where both apply)."""
 
     name: str = ""
     weight: float = 1.0

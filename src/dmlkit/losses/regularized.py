@@ -2,11 +2,12 @@
 
     L = loss(emb, labels, ...) + Σ_r weight_r R_r(X_r)
 
-where ``X_r`` is the batch's embeddings ``(B, D)`` (raw, before any normalisation the loss does)
-for a regularizer ``on="embeddings"``, and the loss's class weights / proxies ``(C K, D)`` for
-one ``on="weights"`` (the loss must hold exactly one :class:`~dmlkit.losses.proxy.Proxies`
-module, as every proxy and margin softmax loss does). The wrapped loss stays a submodule, so its
-proxies keep their own optimizer group. Memory: the loss's plus the regularizers'.
+where ``X_r`` is the batch's embeddings ``(B, D)`` (raw, before any normalisation the loss
+does) for a regularizer with ``target="embeddings"``, and the loss's class weights / proxies
+``(C K, D)`` for one with ``target="weights"`` (the loss must hold exactly one
+:class:`~dmlkit.losses.proxy.Proxies` module, as every proxy and margin softmax loss does). The
+wrapped loss stays a submodule, so its proxies keep their own optimizer group. Memory: the loss's
+plus the regularizers'.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Regularized(nn.Module):
                 )
             self.weights.append(check_positive(weight, f"terms[{k}] weight"))
             self.regularizers.append(regularizer)
-            on_weights = regularizer.on == "weights"
+            on_weights = regularizer.target == "weights"
             self.proxies.append(_the_proxies(loss, regularizer) if on_weights else None)
 
     def forward(self, emb: Tensor, labels: Tensor, *args: Any, **kwargs: Any) -> Tensor:

@@ -36,24 +36,24 @@ REGULARIZERS: Registry[Regularizer] = Registry("regularizer")
 
 
 class Regularizer(nn.Module):
-    """A penalty ``R(x (N, D), per_class) -> 0-dim`` on the rows of ``x``. ``on`` says whether
+    """A penalty ``R(x (N, D), per_class) -> 0-dim`` on the rows of ``x``. ``target`` says whether
     it acts on the embeddings or on the class weights (one of ``targets``); ``per_class`` is the
     number of consecutive rows of one class (1 for embeddings)."""
 
     targets: tuple[str, ...] = ("embeddings", "weights")
 
-    def __init__(self, on: Target = "embeddings") -> None:
+    def __init__(self, target: Target = "embeddings") -> None:
         super().__init__()
-        if on not in self.targets:
+        if target not in self.targets:
             raise ValueError(
-                f"on: expected one of {self.targets} for {type(self).__name__}, got {on!r}"
+                f"target: expected one of {self.targets} for {type(self).__name__}, got {target!r}"
             )
-        self.on = on
+        self.target = target
 
     def forward(self, x: Tensor, per_class: int = 1) -> Tensor:
         if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point():
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{self.on}: expected a floating-point (N, D) tensor, got {got}")
+            raise ValueError(f"{self.target}: expected a floating-point (N, D) tensor, got {got}")
         if x.shape[0] % per_class:
             raise ValueError(
                 f"per_class: expected a divisor of the {x.shape[0]} rows, got {per_class}"
@@ -66,7 +66,7 @@ class Regularizer(nn.Module):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return f"on={self.on!r}"
+        return f"target={self.target!r}"
 
 
 @REGULARIZERS.register(
@@ -76,8 +76,8 @@ class LpRegularizer(Regularizer):
     """``mean_i |x_i|_p^q`` (``p >= 1``, power ``q >= 1``); p = 2, q = 1 as PML's
     ``LpRegularizer``."""
 
-    def __init__(self, p: float = 2.0, power: float = 1.0, on: Target = "embeddings") -> None:
-        super().__init__(on)
+    def __init__(self, p: float = 2.0, power: float = 1.0, target: Target = "embeddings") -> None:
+        super().__init__(target)
         for name, value in (("p", p), ("power", power)):
             if not check_positive(value, name) >= 1.0:
                 raise ValueError(f"{name}: expected a value >= 1, got {value!r}")
@@ -87,7 +87,7 @@ class LpRegularizer(Regularizer):
         return row_norms(x, self.p).pow(self.power).mean()
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, power={self.power}, on={self.on!r}"
+        return f"p={self.p}, power={self.power}, target={self.target!r}"
 
 
 @REGULARIZERS.register(
@@ -109,8 +109,8 @@ class CenterInvariantRegularizer(Regularizer):
 
     targets = ("weights",)
 
-    def __init__(self, on: Target = "weights") -> None:
-        super().__init__(on)
+    def __init__(self, target: Target = "weights") -> None:
+        super().__init__(target)
 
     def penalty(self, x: Tensor, per_class: int) -> Tensor:
         squared = x.square().sum(dim=1)
@@ -128,8 +128,8 @@ class RegularFaceRegularizer(Regularizer):
 
     targets = ("weights",)
 
-    def __init__(self, on: Target = "weights") -> None:
-        super().__init__(on)
+    def __init__(self, target: Target = "weights") -> None:
+        super().__init__(target)
 
     def penalty(self, x: Tensor, per_class: int) -> Tensor:
         classes = x.shape[0] // per_class
@@ -164,8 +164,8 @@ class SparseCentersRegularizer(Regularizer):
 
     targets = ("weights",)
 
-    def __init__(self, eps: float = 1e-5, on: Target = "weights") -> None:
-        super().__init__(on)
+    def __init__(self, eps: float = 1e-5, target: Target = "weights") -> None:
+        super().__init__(target)
         self.eps = check_positive(eps, "eps")
 
     def penalty(self, x: Tensor, per_class: int) -> Tensor:
@@ -176,4 +176,4 @@ class SparseCentersRegularizer(Regularizer):
         return center_spread(x, per_class, self.eps)
 
     def extra_repr(self) -> str:
-        return f"eps={self.eps}, on={self.on!r}"
+        return f"eps={self.eps}, target={self.target!r}"
