@@ -309,3 +309,12 @@ def test_bad_configured_regularizers_are_config_errors(
     with pytest.raises(ConfigError, match=message):
         cfg = config(tmp_path, f"loss.regularizers={regularizers}")  # loss: ms (no proxies)
         build_loss(cfg.loss, num_classes=4, embedding_dim=8)
+
+
+def test_configured_regularizers_round_trip_through_the_saved_config(tmp_path: Path) -> None:
+    from dmlkit.config import RegularizerConfig, save_config
+
+    cfg = config(tmp_path, "loss.regularizers=[{name: lp, weight: 1e-3, options: {p: 1}}]")
+    assert cfg.loss.regularizers == [RegularizerConfig("lp", 1e-3, {"p": 1})]
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
