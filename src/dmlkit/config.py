@@ -98,11 +98,25 @@ class ModelConfig:
 
 
 @dataclass
+class RegularizerConfig:
+    """One regularizer added to the loss: registry name (``lp``, ``zero_mean``,
+    ``center_invariant``, ``regular_face``, ``sparse_centers``), weight > 0 and keyword options
+    (``target: embeddings`` or ``target: weights`` where both apply)."""
+
+    name: str = ""
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class LossConfig:
-    """Loss by registry name (``dmlkit list``) and its keyword options."""
+    """Loss by registry name (``dmlkit list``) and its keyword options; ``regularizers`` adds
+    weighted penalties on the embeddings or the loss's class weights
+    (:class:`dmlkit.losses.Regularized`)."""
 
     name: str = "ms"
     options: dict[str, Any] = field(default_factory=dict)
+    regularizers: list[RegularizerConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -524,6 +538,11 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
             f"> 0 with it, got worker_threads={data.worker_threads}, num_workers=0 (the main "
             "process's threads are train.num_threads)"
         )
+    for k, reg in enumerate(config.loss.regularizers):
+        if not 0.0 < reg.weight < float("inf"):
+            raise ConfigError(
+                f"loss.regularizers[{k}].weight: expected a finite positive value, got {reg.weight}"
+            )
     if not config.eval.ks or min(config.eval.ks) < 1:
         raise ConfigError(f"eval.ks: expected positive integers, got {config.eval.ks}")
     return config

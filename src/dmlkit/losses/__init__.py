@@ -6,6 +6,7 @@ returning a 0-dim tensor connected to the graph. Build any of them by name with 
 
 from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
+from dmlkit.losses import margin_softmax as _margin_softmax  # noqa: F401  (registers face losses)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
 from dmlkit.losses import proxy_losses as _proxy_losses  # noqa: F401  (registers proxy losses)
 from dmlkit.losses import triplet as _triplet  # noqa: F401  (registers the triplet losses)
@@ -19,6 +20,13 @@ from dmlkit.losses.aggregators import (
 )
 from dmlkit.losses.dro import DROAggregator, DROPNAggregator, k_from_official
 from dmlkit.losses.margin import MarginLoss
+from dmlkit.losses.margin_softmax import (
+    AdditiveAngularMargin,
+    AdditiveCosineMargin,
+    MarginSoftmaxLoss,
+    MultiplicativeAngularMargin,
+    TargetTransform,
+)
 from dmlkit.losses.miners import (
     AllPairsMiner,
     DistanceWeightedPairMiner,
@@ -33,6 +41,16 @@ from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.proxy import Proxies
 from dmlkit.losses.proxy_losses import ProxyAnchorLoss, ProxyLoss, ProxySoftmaxLoss, SoftTripleLoss
 from dmlkit.losses.registry import LOSSES, create
+from dmlkit.losses.regularized import Regularized
+from dmlkit.losses.regularizers import (
+    REGULARIZERS,
+    CenterInvariantRegularizer,
+    LpRegularizer,
+    RegularFaceRegularizer,
+    Regularizer,
+    SparseCentersRegularizer,
+    ZeroMeanRegularizer,
+)
 from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
 from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
 from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, TripletSampler
@@ -49,10 +67,14 @@ from dmlkit.losses.weights import pair_weights
 
 __all__ = [
     "LOSSES",
+    "REGULARIZERS",
+    "AdditiveAngularMargin",
+    "AdditiveCosineMargin",
     "AllPairsMiner",
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
     "BatchHardTripletLoss",
+    "CenterInvariantRegularizer",
     "ChiSquarePenalty",
     "CircleTerm",
     "DROAggregator",
@@ -65,8 +87,11 @@ __all__ = [
     "KLPenalty",
     "LiftedSongAggregator",
     "LinearTerm",
+    "LpRegularizer",
     "MarginLoss",
+    "MarginSoftmaxLoss",
     "MultiSimilarityMiner",
+    "MultiplicativeAngularMargin",
     "PairAggregator",
     "PairLoss",
     "PairMiner",
@@ -77,10 +102,15 @@ __all__ = [
     "ProxyAnchorLoss",
     "ProxyLoss",
     "ProxySoftmaxLoss",
+    "RegularFaceRegularizer",
+    "Regularized",
+    "Regularizer",
     "SampledKL",
     "SemiHardPairMiner",
     "SoftTripleLoss",
     "SoftplusTerm",
+    "SparseCentersRegularizer",
+    "TargetTransform",
     "ThresholdMiner",
     "TopK",
     "TopKPairMiner",
@@ -88,6 +118,7 @@ __all__ = [
     "TripletSampler",
     "UncertaintySet",
     "Uniform",
+    "ZeroMeanRegularizer",
     "create",
     "k_from_official",
     "pair_weights",

@@ -22,6 +22,9 @@ from torch import Tensor, nn
 
 from dmlkit.core.checks import check_positive
 
+# what a loss with per-class parameters takes from the run (BuildContext fields)
+PROXY_CONTEXT = ("num_classes", "embedding_dim")
+
 
 class Proxies(nn.Module):
     """``per_class`` proxies of dimension ``dim`` for each of ``num_classes`` classes."""

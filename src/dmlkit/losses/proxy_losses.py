@@ -41,9 +41,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmlkit.core.checks import check_embeddings, check_labels, check_positive
-from dmlkit.losses.proxy import Proxies
+from dmlkit.losses.proxy import PROXY_CONTEXT, Proxies
 from dmlkit.losses.reductions import masked_logsumexp
 from dmlkit.losses.registry import LOSSES
+from dmlkit.losses.regularizers import center_spread
 
 
 class _UnitRows(torch.autograd.Function):
@@ -290,12 +291,7 @@ class SoftTripleLoss(ProxyLoss):
 
     def center_spread(self) -> Tensor:
         """``R = Σ_c Σ_{k<k'} sqrt(2 + 1e-5 - 2 <p̂_ck, p̂_ck'>) / (C K (K - 1))``."""
-        px = self.proxies
-        unit = F.normalize(px.per_class_view(), dim=-1)
-        gram = unit @ unit.transpose(1, 2)
-        rows, cols = torch.triu_indices(px.per_class, px.per_class, 1, device=gram.device)
-        dist = (2.0 + 1e-5 - 2.0 * gram[:, rows, cols]).clamp_min(0.0).sqrt()
-        return dist.sum() / (px.num_classes * px.per_class * (px.per_class - 1))
+        return center_spread(self.proxies(), self.proxies.per_class)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, gamma={self.gamma}, tau={self.tau}, margin={self.margin}"
@@ -305,7 +301,7 @@ class SoftTripleLoss(ProxyLoss):
     "proxy_nca",
     family="proxy",
     source="Movshovitz-Attias et al. 2017, ProxyNCA",
-    context=("num_classes", "embedding_dim"),
+    context=PROXY_CONTEXT,
 )
 def proxy_nca(
     num_classes: int,
@@ -328,7 +324,7 @@ def proxy_nca(
     "proxy_nca_pp",
     family="proxy",
     source="Teh et al. 2020, ProxyNCA++",
-    context=("num_classes", "embedding_dim"),
+    context=PROXY_CONTEXT,
 )
 def proxy_nca_pp(
     num_classes: int,
@@ -350,7 +346,7 @@ def proxy_nca_pp(
     "normalized_softmax",
     family="proxy",
     source="Zhai & Wu 2019, normalized softmax",
-    context=("num_classes", "embedding_dim"),
+    context=PROXY_CONTEXT,
 )
 def normalized_softmax(
     num_classes: int,
@@ -372,7 +368,7 @@ def normalized_softmax(
     "proxy_anchor",
     family="proxy",
     source="Kim et al. 2020, Proxy Anchor",
-    context=("num_classes", "embedding_dim"),
+    context=PROXY_CONTEXT,
 )
 def proxy_anchor(
     num_classes: int,
@@ -394,7 +390,7 @@ def proxy_anchor(
     "soft_triple",
     family="proxy",
     source="Qian et al. 2019, SoftTriple",
-    context=("num_classes", "embedding_dim"),
+    context=PROXY_CONTEXT,
 )
 def soft_triple(
     num_classes: int,

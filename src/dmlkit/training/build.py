@@ -26,6 +26,7 @@ from dmlkit.config import (
     LossConfig,
     MethodConfig,
     ModelConfig,
+    RegularizerConfig,
     apply_overrides,
     config_from_dict,
 )
@@ -39,7 +40,7 @@ from dmlkit.data import (
     create_transform,
 )
 from dmlkit.data.registry import COMMON_NAMES
-from dmlkit.losses import LOSSES
+from dmlkit.losses import LOSSES, REGULARIZERS, Regularized, Regularizer
 from dmlkit.methods import METHODS, TrainingMethod
 from dmlkit.models import MODELS, EmbeddingModel, create_model
 from dmlkit.sampling import MPerClassBatchSampler
@@ -240,13 +241,39 @@ def _create_with_context(
 
 
 def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.Module:
-    """The loss ``config.name`` with ``options``; a loss that declares ``num_classes`` or
-    ``embedding_dim`` as its context (per-class parameters, proxies) gets the training set's values
-    unless the options set them. Unknown options raise ``ConfigError`` listing the accepted ones."""
+    """The loss ``config.name`` with ``options``, then its ``regularizers``; a loss that declares
+    ``num_classes`` or ``embedding_dim`` as its context (per-class parameters, proxies) gets the
+    training set's values unless the options set them. Unknown options raise ``ConfigError``
+    listing the accepted ones."""
     context = BuildContext(num_classes, embedding_dim)
-    return _create_with_context(
+    loss = _create_with_context(
         "loss.options", "loss", config.name, LOSSES, config.options, context
     )
+    return _regularized(loss, config.regularizers) if config.regularizers else loss
+
+
+def _regularized(loss: nn.Module, entries: Sequence[RegularizerConfig]) -> nn.Module:
+    """``loss`` with the configured regularizers; a bad entry raises ``ConfigError`` naming it."""
+    terms: list[tuple[Regularizer, float]] = []
+    for k, entry in enumerate(entries):
+        section = f"loss.regularizers[{k}]"
+        if entry.name not in REGULARIZERS:
+            raise ConfigError(
+                f"{section}.name: expected one of {', '.join(REGULARIZERS.names())}, "
+                f"got {entry.name!r}"
+            )
+        factory = REGULARIZERS.get(entry.name)
+        _check_options(f"{section}.options", "regularizer", entry.name, factory, entry.options)
+        try:
+            terms.append((_build(f"{section}.options", factory, **entry.options), entry.weight))
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(f"{section}.options: {err}") from err
+    try:
+        return Regularized(loss, terms)
+    except ValueError as err:
+        raise ConfigError(f"loss.regularizers: {err}") from err
 
 
 def build_method(
