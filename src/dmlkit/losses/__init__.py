@@ -4,6 +4,7 @@ Every loss is an ``nn.Module`` with ``forward(emb, labels, ref_emb=None, ref_lab
 returning a 0-dim tensor connected to the graph. Build any of them by name with :func:`create`.
 """
 
+from dmlkit.losses import ap_surrogates as _ap_surrogates  # noqa: F401  (registers AP losses)
 from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
@@ -17,6 +18,7 @@ from dmlkit.losses.aggregators import (
     PairSumAggregator,
     PerPositiveSoftplusAggregator,
 )
+from dmlkit.losses.ap_surrogates import APSurrogateLoss, FastAPLoss, PNPLoss, SmoothAPLoss
 from dmlkit.losses.dro import DROAggregator, DROPNAggregator, k_from_official
 from dmlkit.losses.margin import MarginLoss
 from dmlkit.losses.miners import (
@@ -49,6 +51,7 @@ from dmlkit.losses.weights import pair_weights
 
 __all__ = [
     "LOSSES",
+    "APSurrogateLoss",
     "AllPairsMiner",
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
@@ -59,6 +62,7 @@ __all__ = [
     "DROPNAggregator",
     "DistanceWeightedPairMiner",
     "DistanceWeightedSampler",
+    "FastAPLoss",
     "HardestPairMiner",
     "HingeTerm",
     "KLBall",
@@ -67,6 +71,7 @@ __all__ = [
     "LinearTerm",
     "MarginLoss",
     "MultiSimilarityMiner",
+    "PNPLoss",
     "PairAggregator",
     "PairLoss",
     "PairMiner",
@@ -79,6 +84,7 @@ __all__ = [
     "ProxySoftmaxLoss",
     "SampledKL",
     "SemiHardPairMiner",
+    "SmoothAPLoss",
     "SoftTripleLoss",
     "SoftplusTerm",
     "ThresholdMiner",
