@@ -9,6 +9,7 @@ from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
 from dmlkit.losses import proxy_losses as _proxy_losses  # noqa: F401  (registers proxy losses)
+from dmlkit.losses import ranked_list as _ranked_list  # noqa: F401  (registers ranked list)
 from dmlkit.losses import triplet as _triplet  # noqa: F401  (registers the triplet losses)
 from dmlkit.losses.aggregators import (
     AnchorLogSumExpAggregator,
