@@ -10,7 +10,9 @@ from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
 from dmlkit.losses import proxy_losses as _proxy_losses  # noqa: F401  (registers proxy losses)
 from dmlkit.losses import ranked_list as _ranked_list  # noqa: F401  (registers ranked list)
+from dmlkit.losses import self_supervised as _self_supervised  # noqa: F401  (registers the wrapper)
 from dmlkit.losses import triplet as _triplet  # noqa: F401  (registers the triplet losses)
+from dmlkit.losses import vicreg as _vicreg  # noqa: F401  (registers VICReg)
 from dmlkit.losses.aggregators import (
     AnchorLogSumExpAggregator,
     AnchorMeanAggregator,
@@ -36,6 +38,7 @@ from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.proxy import Proxies
 from dmlkit.losses.proxy_losses import ProxyAnchorLoss, ProxyLoss, ProxySoftmaxLoss, SoftTripleLoss
 from dmlkit.losses.registry import LOSSES, create
+from dmlkit.losses.self_supervised import SelfSupervisedLoss
 from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
 from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
 from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, TripletSampler
@@ -48,6 +51,8 @@ from dmlkit.losses.uncertainty import (
     UncertaintySet,
     Uniform,
 )
+from dmlkit.losses.vicreg import VICRegLoss
+from dmlkit.losses.views import ViewsLoss
 from dmlkit.losses.weights import pair_weights
 
 __all__ = [
@@ -84,6 +89,7 @@ __all__ = [
     "ProxyLoss",
     "ProxySoftmaxLoss",
     "SampledKL",
+    "SelfSupervisedLoss",
     "SemiHardPairMiner",
     "SmoothAPLoss",
     "SoftTripleLoss",
@@ -95,6 +101,8 @@ __all__ = [
     "TripletSampler",
     "UncertaintySet",
     "Uniform",
+    "VICRegLoss",
+    "ViewsLoss",
     "create",
     "k_from_official",
     "pair_weights",
