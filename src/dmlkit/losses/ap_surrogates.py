@@ -121,9 +121,15 @@ class SmoothAPLoss(APSurrogateLoss):
 
     ``AP_i = 1/|P_i| Σ_{j∈P_i} (1 + R+_ij) / (1 + R+_ij + R-_ij)``, the soft ranks of
     :func:`soft_ranks_ahead` with ``step(x) = sigmoid(x / τ)``; only kept references are ranked.
-    Any class counts, ``ref_emb`` and miners work (pytorch-metric-learning's ``SmoothAPLoss``
-    needs equal class counts and no references, and weights anchors by miner counts). Defaults:
+    Any class counts, ``ref_emb`` and miners work. pytorch-metric-learning's ``SmoothAPLoss``
+    needs equal class counts in contiguous blocks and no references, weights anchors by miner
+    counts, counts the anchor as its own positive (``self_index = -1`` here does the same), and
+    groups the blocks correctly only when there are as many classes as items per class (with 4
+    classes of 3 it ranks within 3 groups of 4). Defaults:
     ``temperature = 0.01`` (paper and PML), cosine similarity. Memory O(|P| R).
+
+    ``forward(emb (B, D), labels (B,) | (B, C), ref_emb (R, D) = None, ref_labels = None,
+    self_index (B,) = None) -> 0-dim loss``, averaged over anchors with a kept positive.
     """
 
     def __init__(
@@ -164,6 +170,9 @@ class PNPLoss(APSurrogateLoss):
     Defaults as pytorch-metric-learning's ``PNPLoss``: ``variant="O"``, ``temperature=0.01``
     (PML's ``anneal``), ``alpha=1``, ``b=2``. Unlike PML, ``ref_emb`` works and the anchor is not
     its own positive (see the module docstring). Memory O(|P| R).
+
+    ``forward(emb (B, D), labels (B,) | (B, C), ref_emb (R, D) = None, ref_labels = None,
+    self_index (B,) = None) -> 0-dim loss``, averaged over anchors with a kept positive.
     """
 
     def __init__(
@@ -222,6 +231,9 @@ class FastAPLoss(APSurrogateLoss):
     Default ``num_bins = 10`` (pytorch-metric-learning's ``FastAPLoss``, squared Euclidean on
     normalised embeddings, equals this); unlike PML, ``ref_emb`` works and a miner selects the
     pairs instead of weighting anchors. Memory O((L + 1) B R).
+
+    ``forward(emb (B, D), labels (B,) | (B, C), ref_emb (R, D) = None, ref_labels = None,
+    self_index (B,) = None) -> 0-dim loss``, averaged over anchors with a kept positive.
     """
 
     def __init__(
@@ -255,40 +267,8 @@ class FastAPLoss(APSurrogateLoss):
 
 
 FAMILY = "average precision"
-
-
-@LOSSES.register("smooth_ap", family=FAMILY, source="Brown et al. 2020, Smooth-AP")
-def smooth_ap(
-    temperature: float = 0.01,
-    miner: PairMiner | None = None,
-    similarity: str = "cosine",
-    relation_fn: RelationFn | None = None,
-) -> SmoothAPLoss:
-    """Smooth-AP, ``1 - AP`` with sigmoid ranks (see :class:`SmoothAPLoss`)."""
-    return SmoothAPLoss(temperature, miner, similarity, relation_fn)
-
-
-@LOSSES.register(
+LOSSES.register("smooth_ap", family=FAMILY, source="Brown et al. 2020, Smooth-AP")(SmoothAPLoss)
+LOSSES.register(
     "pnp", family=FAMILY, source="Li et al. 2022, PNP (only negatives before positives)"
-)
-def pnp(
-    variant: str = "O",
-    temperature: float = 0.01,
-    alpha: float = 1.0,
-    b: float = 2.0,
-    miner: PairMiner | None = None,
-    similarity: str = "cosine",
-    relation_fn: RelationFn | None = None,
-) -> PNPLoss:
-    """PNP loss with variant ``O``, ``Ds``, ``Dq``, ``Iu`` or ``Ib`` (see :class:`PNPLoss`)."""
-    return PNPLoss(variant, temperature, alpha, b, miner, similarity, relation_fn)
-
-
-@LOSSES.register("fast_ap", family=FAMILY, source="Cakir et al. 2019, FastAP")
-def fast_ap(
-    num_bins: int = 10,
-    miner: PairMiner | None = None,
-    relation_fn: RelationFn | None = None,
-) -> FastAPLoss:
-    """FastAP, ``1 - AP`` from distance histograms (see :class:`FastAPLoss`)."""
-    return FastAPLoss(num_bins, miner, relation_fn)
+)(PNPLoss)
+LOSSES.register("fast_ap", family=FAMILY, source="Cakir et al. 2019, FastAP")(FastAPLoss)

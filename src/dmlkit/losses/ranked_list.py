@@ -101,12 +101,16 @@ def ranked_list(
     miner: PairMiner | None = None,
     relation_fn: RelationFn | None = None,
 ) -> PairLoss:
-    """Ranked list loss (see the module docstring) on cosine similarity of the embeddings.
+    """Ranked list loss on the distances ``d = sqrt(2 - 2 cos)`` of the normalised embeddings:
+    per anchor ``(1 - λ) L_P + λ L_N``, ``L_P`` the ``e^{T_p l}``-weighted mean of the violating
+    positive losses ``l = d - (α - m) > 0``, ``L_N`` the ``e^{T_n l}``-weighted mean of the
+    violating negative losses ``l = α - d > 0``; mean over anchors. Inputs as every pair loss:
+    ``forward(emb (B, D), labels, ref_emb (R, D) = None, ref_labels = None, self_index = None)``.
 
     Defaults: ``margin = 0.4``, ``alpha = 1 + margin / 2`` (pytorch-metric-learning's default
     boundary, 1.2 as in the paper), ``temp_neg = 10``, ``temp_pos = 0`` (RLL-Simpler: plain mean
     of the violating positives), ``imbalance = 0.5``. PML has no defaults for ``margin`` and
-    ``Tn``. Memory O(B R).
+    ``Tn``, and adds 1e-5 per reference to each side's sum of weights. Memory O(B R).
     """
     boundary = 1.0 + margin / 2.0 if alpha is None else alpha
     term = UnitDistanceHingeTerm(boundary, margin)

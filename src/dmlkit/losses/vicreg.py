@@ -36,10 +36,15 @@ def _off_diagonal_covariance(z: Tensor) -> Tensor:
 
 
 class VICRegLoss(ViewsLoss):
-    """``forward(emb (B, D), ref_emb (B, D)) -> 0-dim loss``; row ``i`` of both is item ``i``.
+    """VICReg: ``forward(emb (B, D), ref_emb (B, D)) -> 0-dim loss``; row ``i`` of both views is
+    item ``i``; no labels.
 
-    See the module docstring for the formula and defaults. Non-finite results (embeddings whose
-    squares overflow the compute dtype) raise ``ValueError``.
+    ``L = λ mean|z - z'|² + μ [v(Z) + v(Z')] / 2 + ν [c(Z) + c(Z')]``, ``v`` the mean hinge
+    ``[γ - sqrt(Var + ε)]_+`` over dimensions, ``c`` the sum of squared off-diagonal covariances
+    over ``D`` (details in the module docstring). Defaults as the paper's code and
+    pytorch-metric-learning: ``invariance = variance = 25``, ``covariance = 1``, ``eps = 1e-4``,
+    ``target_std = 1``. Non-finite results (embeddings whose squares overflow the compute dtype)
+    raise ``ValueError``. Memory O(B D + D²).
     """
 
     def __init__(
@@ -92,13 +97,4 @@ class VICRegLoss(ViewsLoss):
         )
 
 
-@LOSSES.register("vicreg", family="self-supervised", source="Bardes et al. 2022, VICReg")
-def vicreg(
-    invariance: float = 25.0,
-    variance: float = 25.0,
-    covariance: float = 1.0,
-    eps: float = 1e-4,
-    target_std: float = 1.0,
-) -> VICRegLoss:
-    """VICReg on two views ``loss(emb, ref_emb)`` (see :class:`VICRegLoss`)."""
-    return VICRegLoss(invariance, variance, covariance, eps, target_std)
+LOSSES.register("vicreg", family="self-supervised", source="Bardes et al. 2022, VICReg")(VICRegLoss)
