@@ -9,7 +9,7 @@ import pytest
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
-from dmlkit.losses import create
+from dmlkit.losses import create, pair_weights
 from dmlkit.losses.ap_surrogates import FastAPLoss, PNPLoss, SmoothAPLoss, soft_ranks_ahead
 from dmlkit.losses.miners import ThresholdMiner
 from tests.losses import ap_refs
@@ -266,3 +266,25 @@ def test_bad_settings_are_clear_errors(build: Callable[[], object], message: str
     with pytest.raises((ValueError, TypeError), match=message) as info:
         build()
     assert "expected" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["smooth_ap", "pnp", "fast_ap"])
+def test_pair_weights_push_every_negative(name: str) -> None:
+    # dL/dS: a negative more similar to the anchor never lowers the loss (it can only move
+    # ahead of positives); self-pairs, outside the masks, get no weight
+    x, y = _batch(14, size=12)
+    weights = pair_weights(create(name), x, y)
+    neg = y[:, None] != y[None, :]
+    assert (weights[neg] >= 0).all() and weights[neg].max() > 0
+    assert not weights.diagonal().any()
+
+
+def test_pair_weights_pull_positives_as_a_whole() -> None:
+    # raising all of an anchor's positives together only moves negatives back (Smooth-AP), and
+    # PNP, which ranks positives among negatives only, pulls each positive on its own
+    x, y = _batch(15, size=12)
+    pos = (y[:, None] == y[None, :]) & ~torch.eye(12, dtype=torch.bool)
+    smooth = pair_weights(create("smooth_ap", temperature=0.1), x, y)
+    assert ((smooth * pos).sum(dim=1) <= 1e-15).all() and (smooth * pos).sum() < 0
+    pnp_weights = pair_weights(create("pnp", temperature=0.1), x, y)
+    assert (pnp_weights[pos] <= 0).all() and pnp_weights[pos].min() < 0

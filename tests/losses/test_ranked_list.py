@@ -9,7 +9,7 @@ import pytest
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
-from dmlkit.losses import create
+from dmlkit.losses import create, pair_weights
 from dmlkit.losses.ranked_list import WeightedRankedListAggregator
 
 pytestmark = pytest.mark.filterwarnings("ignore:Values of Tp or Tn are too high")
@@ -157,3 +157,31 @@ def test_bad_settings_are_clear_errors(kwargs: dict[str, object], message: str) 
         WeightedRankedListAggregator(**kwargs)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="alpha"):
         create("ranked_list", alpha=-1.0)
+
+
+def test_pair_weights_sit_on_the_violating_pairs() -> None:
+    x, y = _batch(6, size=12)
+    weights = pair_weights(create("ranked_list"), x, y)
+    u = torch.nn.functional.normalize(x, dim=1)
+    dist = torch.cdist(u, u)
+    same = y[:, None] == y[None, :]
+    eye = torch.eye(12, dtype=torch.bool)
+    violating = (same & ~eye & (dist > 0.8)) | (~same & (dist < 1.2))
+    assert violating.any() and (~violating).any()
+    assert not weights[~violating].any()
+    # T_p = 0: a plain mean, every violating positive is pulled
+    assert (weights[violating & same] < 0).all()
+    # the softmax weights carry gradient: per anchor the violating negatives are pushed as a
+    # whole (the derivative of a softmax-weighted mean sums to 1), though one far below the
+    # weighted mean can get a small pull
+    push = (weights * (violating & ~same)).sum(dim=1)
+    has_neg = (violating & ~same).any(dim=1)
+    assert (push[has_neg] > 0).all()
+
+
+def test_autocast_keeps_similarities_in_float32() -> None:
+    x, y = _batch(7, size=12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = create("ranked_list")(x.float(), y)
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, create("ranked_list")(x.float(), y))

@@ -10,7 +10,8 @@ boundary ``α`` and the margin ``m``::
     L     = mean_i [(1 - λ) L_P,i + λ L_N,i]
 
 The weights are softmaxes of the active pair losses and carry gradient, as in
-pytorch-metric-learning's ``RankedListLoss``, whose denominators add ``1e-5`` per reference (ours
+pytorch-metric-learning's ``RankedListLoss`` (so per anchor the violating negatives are pushed as a
+whole, while one far below the weighted mean loss can get a small pull), whose denominators add ``1e-5`` per reference (ours
 add nothing, so values differ by a relative ~1e-5 * R / Σ w). Memory O(B R).
 """
 
