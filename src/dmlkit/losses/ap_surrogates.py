@@ -23,8 +23,8 @@ Shared code: :class:`APSurrogateLoss` validates the inputs, builds ``S (B, R)`` 
 (labels, multi-hot or ``relation_fn``; ``ref_emb``; ``self_index``), applies the miner, averages the
 per-anchor losses over anchors with at least one kept positive, and returns 0 connected to the graph
 when there is none. :func:`soft_ranks_ahead` is the one ranking of positives among all references
-that Smooth-AP and PNP use; FastAP counts by histogram instead, which is its point (O(B R bins)
-instead of O(|P| R)).
+that Smooth-AP and PNP use; FastAP counts by histogram instead, which is its point (O(B R) instead of
+O(|P| R)).
 
 Self: like every dmlkit loss, the anchor is not its own positive. pytorch-metric-learning's
 ``SmoothAPLoss`` and ``PNPLoss`` (after the official code) count the anchor as a positive of itself;
@@ -218,6 +218,14 @@ class PNPLoss(APSurrogateLoss):
         )
 
 
+def _two_bin_histogram(index: Tensor, upper_share: Tensor, weight: Tensor, bins: int) -> Tensor:
+    """Row-wise soft histogram ``(B, bins + 1)``: entry ``(i, j)`` adds ``weight (1 - share)`` to
+    bin ``index`` and ``weight share`` to bin ``index + 1`` (the triangular kernels)."""
+    hist = weight.new_zeros(weight.shape[0], bins + 1)
+    hist = hist.scatter_add(1, index, weight * (1.0 - upper_share))
+    return hist.scatter_add(1, index + 1, weight * upper_share)
+
+
 class FastAPLoss(APSurrogateLoss):
     """FastAP (Cakir et al. 2019): AP from soft histograms of squared distances.
 
@@ -230,7 +238,8 @@ class FastAPLoss(APSurrogateLoss):
 
     Default ``num_bins = 10`` (pytorch-metric-learning's ``FastAPLoss``, squared Euclidean on
     normalised embeddings, equals this); unlike PML, ``ref_emb`` works and a miner selects the
-    pairs instead of weighting anchors. Memory O((L + 1) B R).
+    pairs instead of weighting anchors. Each pair feeds its two nearest bins only: time and memory
+    O(B R + B L), not the O(L B R) of a dense kernel matrix.
 
     ``forward(emb (B, D), labels (B,) | (B, C), ref_emb (R, D) = None, ref_labels = None,
     self_index (B,) = None) -> 0-dim loss``, averaged over anchors with a kept positive.
@@ -248,13 +257,18 @@ class FastAPLoss(APSurrogateLoss):
         self.num_bins = num_bins
 
     def anchor_losses(self, sim: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
-        delta = 4.0 / self.num_bins
-        centres = torch.linspace(0.0, 4.0, self.num_bins + 1, dtype=sim.dtype, device=sim.device)
-        sq_dist = 2.0 - 2.0 * sim
-        pulse = torch.relu(1.0 - (sq_dist[None] - centres[:, None, None]).abs() / delta)
+        bins = self.num_bins
+        # d² in bin units; each pair feeds only the two kernels around it: K_k = 1 - (t - k) and
+        # K_{k+1} = t - k for k <= t <= k + 1, the others are 0
+        t = ((2.0 - 2.0 * sim) * (bins / 4.0)).clamp(0.0, float(bins))
+        low = t.detach().floor().clamp_max(bins - 1)
+        upper_share = t - low
+        index = low.long()
         pos_f = float_mask(pos, sim.dtype)
-        hist_pos = (pulse * pos_f).sum(dim=2).T  # (B, L + 1)
-        hist_all = hist_pos + (pulse * float_mask(neg, sim.dtype)).sum(dim=2).T
+        hist_pos = _two_bin_histogram(index, upper_share, pos_f, bins)
+        hist_all = hist_pos + _two_bin_histogram(
+            index, upper_share, float_mask(neg, sim.dtype), bins
+        )
         cum_pos, cum_all = hist_pos.cumsum(dim=1), hist_all.cumsum(dim=1)
         filled = cum_all > 0
         ratio = torch.where(filled, cum_pos / torch.where(filled, cum_all, 1.0), 0.0)
