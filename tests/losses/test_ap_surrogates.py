@@ -74,6 +74,28 @@ def test_references_and_multi_hot_labels_equal_the_loop_reference(case: str) -> 
 
 
 @pytest.mark.parametrize("case", sorted(LOOP_CASES))
+def test_pairs_a_relation_ignores_are_not_ranked(case: str) -> None:
+    # hierarchical relation: same fine label positive, other coarse group negative, same coarse
+    # group but other fine label neither (left out of every rank)
+    make, ref = LOOP_CASES[case]
+    x, _ = _batch(15, size=10)
+    fine = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 0, 2])
+
+    def relation(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        same = a[:, None] == b[None, :]
+        return same, (a[:, None] // 2) != (b[None, :] // 2)
+
+    loss = make()
+    loss.relation_fn = relation
+    pos, neg = relation(fine, fine)
+    pos = pos & ~torch.eye(10, dtype=torch.bool)
+    assert (~pos & ~neg & ~torch.eye(10, dtype=torch.bool)).any()
+    torch.testing.assert_close(
+        loss(x, fine), ref(ap_refs.cosine(x, x), pos, neg), rtol=1e-10, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("case", sorted(LOOP_CASES))
 def test_a_miner_ranks_among_the_kept_references_only(case: str) -> None:
     make, ref = LOOP_CASES[case]
     x, y = _batch(4, size=10)
