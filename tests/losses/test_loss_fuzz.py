@@ -1,6 +1,10 @@
 """Property-based fuzzing of every registered loss: random shapes, labels, duplicate rows and
 extreme magnitudes give a finite loss with finite gradients, and malformed input gives a
-``ValueError``/``TypeError`` that says what was expected, never an error from inside PyTorch."""
+``ValueError``/``TypeError`` that says what was expected, never an error from inside PyTorch.
+
+Losses on augmented views (``views_input``: ``loss(emb, ref_emb)``, no labels) get the same
+batches with a second view of the same rows in place of the labels; their malformed cases put
+the bad tensor in either view's place, and the label cases pass labels where a view belongs."""
 
 from __future__ import annotations
 
@@ -18,6 +22,16 @@ pytestmark = pytest.mark.filterwarnings("ignore:k=.* exceeds the .* pairs availa
 FUZZ = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
+
+
+def takes_views(loss_fn: torch.nn.Module) -> bool:
+    return bool(getattr(loss_fn, "views_input", False))
+
+
+def second_view(emb: torch.Tensor) -> torch.Tensor:
+    """Another view of the same rows, at the batch's scale: each row averaged with the next one
+    (all-zero and duplicated rows keep zero and duplicated neighbours)."""
+    return 0.5 * (emb + emb.roll(1, dims=0))
 
 
 def make_loss(name: str, dim: int) -> torch.nn.Module:
@@ -60,15 +74,19 @@ def test_valid_batches_give_a_finite_loss_and_finite_gradients(
 ) -> None:
     emb, labels, case = batch
     loss_fn = make_loss(name, emb.shape[1])
+    views = takes_views(loss_fn)
+    view = second_view(emb).requires_grad_(True)
     emb = emb.clone().requires_grad_(True)
     try:
-        loss = loss_fn(emb, labels)
+        loss = loss_fn(emb, view) if views else loss_fn(emb, labels)
     except (ValueError, TypeError) as err:
         assert_clear(err)
         return
     assert loss.ndim == 0 and torch.isfinite(loss), f"{name} {case}: loss {loss}"
     loss.backward()
     assert emb.grad is not None and torch.isfinite(emb.grad).all(), f"{name} {case}: gradient"
+    if views:
+        assert view.grad is not None and torch.isfinite(view.grad).all(), f"{name} {case}: view"
     for p in loss_fn.parameters():
         assert p.grad is None or torch.isfinite(p.grad).all(), f"{name} {case}: parameter gradient"
 
@@ -104,6 +122,12 @@ def test_malformed_input_is_a_clear_error(
 ) -> None:
     kind, emb, labels = case
     loss_fn = make_loss(name, emb.shape[-1] if emb.ndim else 3)
+    if takes_views(loss_fn):
+        for args in malformed_views(kind, emb, labels):
+            with pytest.raises((ValueError, TypeError)) as info:
+                loss_fn(*args)
+            assert_clear(info.value)
+        return
     if kind in ("negative_label", "label_too_big") and name not in CLASS_INDEXED:
         return  # pair losses only compare labels: any ids are valid
     with pytest.raises((ValueError, TypeError)) as info:
@@ -111,10 +135,30 @@ def test_malformed_input_is_a_clear_error(
     assert_clear(info.value)
 
 
+LABEL_CASES = ("float_labels", "labels_2d_wrong", "negative_label", "label_too_big")
+
+
+def malformed_views(
+    kind: str, emb: torch.Tensor, labels: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The calls of a views loss for one malformed case: labels where a view belongs, a view of
+    another batch size, or the bad tensor beside a well-formed (6, 3) view in either place."""
+    good = torch.randn(6, 3)
+    if kind in LABEL_CASES:
+        return [(emb, labels)]
+    if kind == "batch_mismatch":
+        return [(emb, good[:5]), (good[:5], emb)]
+    return [(emb, good), (good, emb)]
+
+
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_an_ordinary_batch_is_accepted(name: str) -> None:
     gen = torch.Generator().manual_seed(0)
     emb = torch.randn(12, 5, generator=gen, requires_grad=True)
-    loss = make_loss(name, 5)(emb, torch.arange(12) % NUM_CLASSES)
+    loss_fn = make_loss(name, 5)
+    if takes_views(loss_fn):
+        loss = loss_fn(emb, emb.detach() + 0.3 * torch.randn(12, 5, generator=gen))
+    else:
+        loss = loss_fn(emb, torch.arange(12) % NUM_CLASSES)
     loss.backward()
     assert torch.isfinite(loss) and emb.grad is not None and emb.grad.abs().sum() > 0

@@ -95,19 +95,37 @@ def _compares_to_references(name: str) -> bool:
     return param is None or param.default is not inspect.Parameter.empty
 
 
-BATCH_LOSSES = [name for name in LOSSES.names() if _compares_to_references(name)]
+def _takes_views(name: str) -> bool:
+    """Losses on augmented views (``loss(emb, ref_emb)``, no labels): a labelled memory does not
+    apply to them."""
+    return bool(getattr(create(name), "views_input", False))
+
+
+VIEW_LOSSES = [
+    name for name in LOSSES.names() if _compares_to_references(name) and _takes_views(name)
+]
+BATCH_LOSSES = [
+    name for name in LOSSES.names() if _compares_to_references(name) and not _takes_views(name)
+]
 PROXY_LOSSES = [name for name in LOSSES.names() if not _compares_to_references(name)]
 
 
 def test_loss_families_split_as_expected() -> None:
     assert {"ms", "contrastive", "triplet", "dro_topk", "margin"} <= set(BATCH_LOSSES)
     assert {"proxy_anchor", "proxy_nca", "soft_triple", "normalized_softmax"} <= set(PROXY_LOSSES)
+    assert {"vicreg", "self_supervised"} <= set(VIEW_LOSSES)
 
 
 @pytest.mark.parametrize("name", PROXY_LOSSES)
 def test_proxy_losses_are_refused_with_a_clear_error(name: str) -> None:
     with pytest.raises(TypeError, match="ref_emb"):
         CrossBatchMemory(create(name, num_classes=4, embedding_dim=D), D, 64)
+
+
+@pytest.mark.parametrize("name", VIEW_LOSSES)
+def test_view_losses_are_refused_with_a_clear_error(name: str) -> None:
+    with pytest.raises(TypeError, match="self_index"):
+        CrossBatchMemory(create(name), D, 64)
 
 
 @pytest.mark.parametrize("name", BATCH_LOSSES)

@@ -4,12 +4,16 @@ Every loss is an ``nn.Module`` with ``forward(emb, labels, ref_emb=None, ref_lab
 returning a 0-dim tensor connected to the graph. Build any of them by name with :func:`create`.
 """
 
+from dmlkit.losses import ap_surrogates as _ap_surrogates  # noqa: F401  (registers AP losses)
 from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
 from dmlkit.losses import margin_softmax as _margin_softmax  # noqa: F401  (registers face losses)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
 from dmlkit.losses import proxy_losses as _proxy_losses  # noqa: F401  (registers proxy losses)
+from dmlkit.losses import ranked_list as _ranked_list  # noqa: F401  (registers ranked list)
+from dmlkit.losses import self_supervised as _self_supervised  # noqa: F401  (registers the wrapper)
 from dmlkit.losses import triplet as _triplet  # noqa: F401  (registers the triplet losses)
+from dmlkit.losses import vicreg as _vicreg  # noqa: F401  (registers VICReg)
 from dmlkit.losses.aggregators import (
     AnchorLogSumExpAggregator,
     AnchorMeanAggregator,
@@ -18,6 +22,7 @@ from dmlkit.losses.aggregators import (
     PairSumAggregator,
     PerPositiveSoftplusAggregator,
 )
+from dmlkit.losses.ap_surrogates import APSurrogateLoss, FastAPLoss, PNPLoss, SmoothAPLoss
 from dmlkit.losses.dro import DROAggregator, DROPNAggregator, k_from_official
 from dmlkit.losses.margin import MarginLoss
 from dmlkit.losses.margin_softmax import (
@@ -51,6 +56,7 @@ from dmlkit.losses.regularizers import (
     SparseCentersRegularizer,
     ZeroMeanRegularizer,
 )
+from dmlkit.losses.self_supervised import SelfSupervisedLoss
 from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
 from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
 from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, TripletSampler
@@ -63,11 +69,14 @@ from dmlkit.losses.uncertainty import (
     UncertaintySet,
     Uniform,
 )
+from dmlkit.losses.vicreg import VICRegLoss
+from dmlkit.losses.views import ViewsLoss
 from dmlkit.losses.weights import pair_weights
 
 __all__ = [
     "LOSSES",
     "REGULARIZERS",
+    "APSurrogateLoss",
     "AdditiveAngularMargin",
     "AdditiveCosineMargin",
     "AllPairsMiner",
@@ -81,6 +90,7 @@ __all__ = [
     "DROPNAggregator",
     "DistanceWeightedPairMiner",
     "DistanceWeightedSampler",
+    "FastAPLoss",
     "HardestPairMiner",
     "HingeTerm",
     "KLBall",
@@ -92,6 +102,7 @@ __all__ = [
     "MarginSoftmaxLoss",
     "MultiSimilarityMiner",
     "MultiplicativeAngularMargin",
+    "PNPLoss",
     "PairAggregator",
     "PairLoss",
     "PairMiner",
@@ -106,7 +117,9 @@ __all__ = [
     "Regularized",
     "Regularizer",
     "SampledKL",
+    "SelfSupervisedLoss",
     "SemiHardPairMiner",
+    "SmoothAPLoss",
     "SoftTripleLoss",
     "SoftplusTerm",
     "SparseCentersRegularizer",
@@ -118,6 +131,8 @@ __all__ = [
     "TripletSampler",
     "UncertaintySet",
     "Uniform",
+    "VICRegLoss",
+    "ViewsLoss",
     "ZeroMeanRegularizer",
     "create",
     "k_from_official",
