@@ -37,6 +37,7 @@ METRICS = ("map@r", "precision@1")
 # losses that need something a labelled batch does not have
 NOT_RUN = {
     "self_supervised": "needs two augmented views of each item (a wrapper, not a loss on labels)",
+    "vicreg": "needs two augmented views of each item, not labels",
 }
 
 

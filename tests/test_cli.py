@@ -157,6 +157,7 @@ def test_list_names_the_registered_components(capsys: pytest.CaptureFixture[str]
         (["train", "--set", "optimizer.lr"], "expected KEY.PATH=VALUE"),
         (["train", "missing.yaml"], "config file not found: "),
         (["train", "--set", "loss.name=nope"], "unknown loss 'nope'; registered: "),
+        (["train", "--set", "loss.name=vicreg"], "'vicreg' takes two augmented views of each item"),
         (
             ["train", "--set", "model.options.width=3"],
             "model.options: unknown option(s) ['width'] for model 'small_cnn'; accepted: "

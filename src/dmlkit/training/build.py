@@ -249,6 +249,12 @@ def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.M
     loss = _create_with_context(
         "loss.options", "loss", config.name, LOSSES, config.options, context
     )
+    if getattr(loss, "views_input", False):
+        raise ConfigError(
+            f"loss.name: {config.name!r} takes two augmented views of each item, not labels, so "
+            "the trainer cannot feed it; use it in your own loop (module docstring of "
+            f"{type(loss).__module__})"
+        )
     return _regularized(loss, config.regularizers) if config.regularizers else loss
 
 
