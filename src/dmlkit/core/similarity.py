@@ -91,6 +91,23 @@ def _check_overflow(sim: Tensor, x: Tensor, y: Tensor, kind: str) -> Tensor:
     )
 
 
+class _UnitRows(torch.autograd.Function):
+    """``y = x / |x|`` row-wise for rows of in-range norm; backward ``(g - y <g, y>) / |x|`` in two
+    passes (autograd's version of ``x / |x|`` takes about seven over the ``(N, D)`` matrix)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, norm: Tensor) -> Tensor:
+        unit = x / norm
+        ctx.save_for_backward(unit, norm)
+        return unit
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        unit, norm = ctx.saved_tensors
+        along = torch.linalg.vecdot(grad, unit).unsqueeze(1)
+        return torch.addcmul(grad, unit, along, value=-1.0).div_(norm), None
+
+
 def unit_rows(x: Tensor, name: str = "emb") -> Tensor:
     """``x_i / |x_i|`` for every row of ``x (N, D)`` (floating point, any dtype).
 
@@ -99,10 +116,11 @@ def unit_rows(x: Tensor, name: str = "emb") -> Tensor:
     ``x/|x|``), so tiny and huge rows keep their direction instead of becoming zero. ``ValueError``
     naming ``name`` and the rows when a row is exactly zero (it has no direction). Memory: O(N D).
     """
-    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    norm = torch.linalg.vector_norm(x.detach(), dim=1, keepdim=True)
     low, high = _SAFE_NORM
     if bool(((norm >= low) & (norm <= high)).all()):
-        return x / norm
+        unit: Tensor = _UnitRows.apply(x, norm)
+        return unit
     scale = x.detach().abs().amax(dim=1, keepdim=True)
     zero = torch.nonzero(scale.squeeze(1) == 0).flatten().tolist()
     if zero:
@@ -112,7 +130,22 @@ def unit_rows(x: Tensor, name: str = "emb") -> Tensor:
             f"all-zero row(s) (rows {shown})"
         )
     scaled = x / scale
-    return scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
+    return _UnitRows.apply(scaled, torch.linalg.vector_norm(scaled.detach(), dim=1, keepdim=True))
+
+
+def cosine_rows(x: Tensor, name: str = "emb") -> Tensor:
+    """:func:`unit_rows` of ``x`` in the compute dtype (float32; float64 for float64 input),
+    outside autocast: the operand of every cosine similarity."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return unit_rows(x.to(_compute_dtype(x)), name)
+
+
+def inner(x: Tensor, y: Tensor) -> Tensor:
+    """``x yᵀ (B, R)`` for ``x (B, D)``, ``y (R, D)`` in their common dtype outside autocast: the
+    cosine similarities when both come from :func:`cosine_rows`."""
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return x.to(dtype) @ y.to(dtype).T
 
 
 def _similarity(x: Tensor, y: Tensor, kind: str) -> Tensor:

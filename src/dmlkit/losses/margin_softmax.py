@@ -45,8 +45,9 @@ from torch import Tensor, nn
 
 from dmlkit.core.checks import check_positive
 from dmlkit.core.norms import row_norms
+from dmlkit.core.similarity import cosine_rows, inner
 from dmlkit.losses.proxy import PROXY_CONTEXT
-from dmlkit.losses.proxy_losses import ProxyLoss, inner, unit_rows
+from dmlkit.losses.proxy_losses import ProxyLoss
 from dmlkit.losses.registry import LOSSES
 
 Magnitude = Literal["none", "embedding", "embedding_and_weight"]
@@ -170,7 +171,7 @@ class MarginSoftmaxLoss(ProxyLoss):
     def cosines(self, emb: Tensor) -> Tensor:
         """``c (B, C)``: cosines of the embeddings to the classes (the max over sub-centres)."""
         px = self.proxies
-        cos = inner(emb / row_norms(emb).clamp_min(1e-12)[:, None], unit_rows(px()))
+        cos = inner(emb / row_norms(emb).clamp_min(1e-12)[:, None], cosine_rows(px(), "proxies"))
         if px.per_class > 1:
             cos = cos.view(cos.shape[0], px.num_classes, px.per_class).amax(dim=2)
         return cos

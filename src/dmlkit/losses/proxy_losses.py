@@ -41,45 +41,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmlkit.core.checks import check_embeddings, check_labels, check_positive
+from dmlkit.core.similarity import cosine_rows, inner
 from dmlkit.losses.proxy import PROXY_CONTEXT, Proxies
 from dmlkit.losses.reductions import masked_logsumexp
 from dmlkit.losses.registry import LOSSES
 from dmlkit.losses.regularizers import center_spread
-
-
-class _UnitRows(torch.autograd.Function):
-    """``y = x / max(|x|, 1e-12)`` row-wise; backward ``(g - y <g, y>) / |x|`` in two passes
-    (autograd's version of ``F.normalize`` takes about seven over the ``(R, D)`` matrix)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        norm = x.norm(dim=1, keepdim=True).clamp_min_(1e-12)
-        unit = x / norm
-        ctx.save_for_backward(unit, norm)
-        return unit
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        unit, norm = ctx.saved_tensors
-        along = torch.linalg.vecdot(grad, unit).unsqueeze(1)
-        return torch.addcmul(grad, unit, along, value=-1.0).div_(norm)
-
-
-def unit_rows(x: Tensor) -> Tensor:
-    """Rows of ``x (R, D)`` scaled to unit norm, in float32 (float64 for float64 input), also
-    under autocast."""
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        unit: Tensor = _UnitRows.apply(x.to(dtype))
-    return unit
-
-
-def inner(x: Tensor, y: Tensor) -> Tensor:
-    """``x yᵀ (B, R)`` for ``x (B, D)``, ``y (R, D)`` in their common dtype outside autocast: the
-    cosine similarities when both have unit rows."""
-    dtype = torch.promote_types(x.dtype, y.dtype)
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        return x.to(dtype) @ y.to(dtype).T
 
 
 class ProxyLoss(nn.Module):
@@ -136,7 +102,7 @@ class ProxySoftmaxLoss(ProxyLoss):
 
     def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
         labels = self.checked(emb, labels)
-        sim = inner(unit_rows(emb), unit_rows(self.proxies()))
+        sim = inner(cosine_rows(emb, "emb"), cosine_rows(self.proxies(), "proxies"))
         positive = torch.logsumexp(self.scale * self.own_columns(sim, labels), dim=1)
         if self.exclude_positives:
             neg = labels[:, None] != self.proxies.labels[None, :]
@@ -167,7 +133,7 @@ class ProxyAnchorLoss(ProxyLoss):
 
     def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
         labels = self.checked(emb, labels)
-        sim_t = inner(unit_rows(self.proxies()), unit_rows(emb))  # (C K, B)
+        sim_t = inner(cosine_rows(self.proxies(), "proxies"), cosine_rows(emb, "emb"))  # (C K, B)
         pos = self.proxies.labels[:, None] == labels[None, :]
         pos_lse, has_pos = masked_logsumexp(
             self.margin - sim_t, pos, add_one=True, scale=self.alpha
@@ -274,9 +240,11 @@ class SoftTripleLoss(ProxyLoss):
     def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
         labels = self.checked(emb, labels)
         px = self.proxies
-        centres = unit_rows(px()).view(px.num_classes, px.per_class, -1).transpose(0, 1)
+        centres = (
+            cosine_rows(px(), "proxies").view(px.num_classes, px.per_class, -1).transpose(0, 1)
+        )
         centres = centres.reshape(-1, px.dim)  # (K C, D), centre-major
-        x = unit_rows(emb)
+        x = cosine_rows(emb, "emb")
         dtype = torch.promote_types(x.dtype, centres.dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):
             x, centres = x.to(dtype) / self.gamma, centres.to(dtype)
