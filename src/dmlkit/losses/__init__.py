@@ -29,10 +29,17 @@ from dmlkit.losses.miners import (
     ThresholdMiner,
     TopKPairMiner,
 )
+from dmlkit.losses.miners_more import (
+    AngularMiner,
+    BatchEasyHardMiner,
+    HDCMiner,
+    PairMarginMiner,
+    UniformHistogramMiner,
+)
 from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.proxy import Proxies
 from dmlkit.losses.proxy_losses import ProxyAnchorLoss, ProxyLoss, ProxySoftmaxLoss, SoftTripleLoss
-from dmlkit.losses.registry import LOSSES, create
+from dmlkit.losses.registry import LOSSES, MINERS, create
 from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
 from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
 from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, TripletSampler
@@ -49,9 +56,12 @@ from dmlkit.losses.weights import pair_weights
 
 __all__ = [
     "LOSSES",
+    "MINERS",
     "AllPairsMiner",
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
+    "AngularMiner",
+    "BatchEasyHardMiner",
     "BatchHardTripletLoss",
     "ChiSquarePenalty",
     "CircleTerm",
@@ -59,6 +69,7 @@ __all__ = [
     "DROPNAggregator",
     "DistanceWeightedPairMiner",
     "DistanceWeightedSampler",
+    "HDCMiner",
     "HardestPairMiner",
     "HingeTerm",
     "KLBall",
@@ -69,6 +80,7 @@ __all__ = [
     "MultiSimilarityMiner",
     "PairAggregator",
     "PairLoss",
+    "PairMarginMiner",
     "PairMiner",
     "PairSumAggregator",
     "PairTerm",
@@ -88,6 +100,7 @@ __all__ = [
     "TripletSampler",
     "UncertaintySet",
     "Uniform",
+    "UniformHistogramMiner",
     "create",
     "k_from_official",
     "pair_weights",

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from dmlkit.core.checks import check_positive
 from dmlkit.core.distance_weighting import distance_weighted_probs
 from dmlkit.losses.reductions import offset_excluded
+from dmlkit.losses.registry import MINERS
 
 _INF = float("inf")
 
@@ -36,6 +37,7 @@ class PairMiner(nn.Module):
         raise NotImplementedError  # pragma: no cover - interface
 
 
+@MINERS.register("all", family="none", source="every labelled pair")
 class AllPairsMiner(PairMiner):
     """Keeps every labelled pair (no mining)."""
 
@@ -43,6 +45,7 @@ class AllPairsMiner(PairMiner):
         return pos, neg
 
 
+@MINERS.register("threshold", family="threshold", source="fixed similarity thresholds")
 class ThresholdMiner(PairMiner):
     """Keeps positives with ``s < pos_below`` and negatives with ``s > neg_above`` (None = all)."""
 
@@ -59,6 +62,7 @@ class ThresholdMiner(PairMiner):
         return pos, neg
 
 
+@MINERS.register("ms", family="relative hardness", source="Wang et al. 2019, multi-similarity")
 class MultiSimilarityMiner(PairMiner):
     """ε-mining of Wang et al. 2019 (positive relative similarity), strict inequalities:
 
@@ -85,6 +89,7 @@ class MultiSimilarityMiner(PairMiner):
         return f"epsilon={self.epsilon}"
 
 
+@MINERS.register("hardest", family="hardness", source="Hermans et al. 2017, batch hard")
 class HardestPairMiner(PairMiner):
     """Per anchor, the hardest positive (lowest s) and hardest negative (highest s); ties -> first."""
 
@@ -92,6 +97,7 @@ class HardestPairMiner(PairMiner):
         return _top_per_row(-sim, pos, 1), _top_per_row(sim, neg, 1)
 
 
+@MINERS.register("topk", family="hardness", source="k hardest per anchor")
 class TopKPairMiner(PairMiner):
     """Per anchor, the ``k_pos`` hardest positives and ``k_neg`` hardest negatives (all if fewer)."""
 
@@ -125,6 +131,7 @@ def _top_per_row(score: Tensor, mask: Tensor, k: int) -> Tensor:
     return out & mask
 
 
+@MINERS.register("semihard", family="triplet geometry", source="Schroff et al. 2015, FaceNet")
 class SemiHardPairMiner(PairMiner):
     """FaceNet semi-hard negatives, as pairs.
 
@@ -159,6 +166,7 @@ class SemiHardPairMiner(PairMiner):
         return f"margin={self.margin}"
 
 
+@MINERS.register("distance_weighted", family="sampling", source="Wu et al. 2017")
 class DistanceWeightedPairMiner(PairMiner):
     """Distance-weighted negatives (Wu et al. 2017); all positives are kept.
 
