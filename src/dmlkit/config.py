@@ -98,11 +98,21 @@ class ModelConfig:
 
 
 @dataclass
+class MinerConfig:
+    """Pair miner by registry name (``dmlkit list``) and its keyword options."""
+
+    name: str = "all"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class LossConfig:
-    """Loss by registry name (``dmlkit list``) and its keyword options."""
+    """Loss by registry name (``dmlkit list``) and its keyword options; ``miner`` (``null``: the
+    loss's own) is given to losses that take ``miner=``."""
 
     name: str = "ms"
     options: dict[str, Any] = field(default_factory=dict)
+    miner: MinerConfig | None = None
 
 
 @dataclass

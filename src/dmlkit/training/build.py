@@ -25,6 +25,7 @@ from dmlkit.config import (
     ExperimentConfig,
     LossConfig,
     MethodConfig,
+    MinerConfig,
     ModelConfig,
     apply_overrides,
     config_from_dict,
@@ -37,7 +38,7 @@ from dmlkit.data import (
     create_dataset,
     create_transform,
 )
-from dmlkit.losses import LOSSES
+from dmlkit.losses import LOSSES, MINERS
 from dmlkit.methods import METHODS, TrainingMethod
 from dmlkit.models import MODELS, EmbeddingModel, create_model
 from dmlkit.sampling import MPerClassBatchSampler
@@ -248,10 +249,41 @@ def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.M
     """The loss ``config.name`` with ``options``; a factory that takes ``num_classes`` or
     ``embedding_dim`` (per-class parameters, proxies) gets the training set's values unless the
     options set them. Unknown options raise ``ConfigError`` listing the accepted ones."""
-    context = {"num_classes": num_classes, "embedding_dim": embedding_dim}
+    context: dict[str, Any] = {"num_classes": num_classes, "embedding_dim": embedding_dim}
     factory = LOSSES.get(config.name)
+    if config.miner is not None:
+        _check_options("loss.options", "loss", config.name, factory, config.options, ("miner",))
+        context["miner"] = build_miner(config.miner, config.name, factory, embedding_dim)
     return _create_with_context(
         "loss.options", "loss", config.name, factory, config.options, context
+    )
+
+
+def build_miner(
+    config: MinerConfig, loss_name: str, loss_factory: Callable[..., Any], embedding_dim: int
+) -> nn.Module:
+    """The pair miner of ``loss.miner`` for the loss ``loss_name``; ``ConfigError`` when that loss
+    takes no ``miner=`` or the miner's name or options are unknown."""
+    if "miner" not in inspect.signature(loss_factory).parameters:
+        takes = [
+            n for n in LOSSES.names() if "miner" in inspect.signature(LOSSES.get(n)).parameters
+        ]
+        raise ConfigError(
+            f"loss.miner: loss {loss_name!r} takes no miner; expected loss.miner: null, or a loss "
+            f"that takes one: {', '.join(takes)}"
+        )
+    if config.name not in MINERS:
+        raise ConfigError(
+            f"loss.miner.name: expected a registered miner ({', '.join(MINERS.names())}), "
+            f"got {config.name!r}"
+        )
+    return _create_with_context(
+        "loss.miner.options",
+        "miner",
+        config.name,
+        MINERS.get(config.name),
+        config.options,
+        {"dim": embedding_dim},
     )
 
 
