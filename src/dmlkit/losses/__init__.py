@@ -5,6 +5,9 @@ returning a 0-dim tensor connected to the graph. Build any of them by name with 
 """
 
 from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
+from dmlkit.losses import dynamic_soft_margin as _dsm  # noqa: F401  (registers it)
+from dmlkit.losses import histogram as _histogram  # noqa: F401  (registers it)
+from dmlkit.losses import manifold as _manifold  # noqa: F401  (registers it)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
 from dmlkit.losses import proxy_losses as _proxy_losses  # noqa: F401  (registers proxy losses)
@@ -18,6 +21,9 @@ from dmlkit.losses.aggregators import (
     PerPositiveSoftplusAggregator,
 )
 from dmlkit.losses.dro import DROAggregator, DROPNAggregator, k_from_official
+from dmlkit.losses.dynamic_soft_margin import DynamicSoftMarginLoss
+from dmlkit.losses.histogram import HistogramLoss
+from dmlkit.losses.manifold import ManifoldLoss
 from dmlkit.losses.margin import MarginLoss
 from dmlkit.losses.miners import (
     AllPairsMiner,
@@ -69,13 +75,16 @@ __all__ = [
     "DROPNAggregator",
     "DistanceWeightedPairMiner",
     "DistanceWeightedSampler",
+    "DynamicSoftMarginLoss",
     "HDCMiner",
     "HardestPairMiner",
     "HingeTerm",
+    "HistogramLoss",
     "KLBall",
     "KLPenalty",
     "LiftedSongAggregator",
     "LinearTerm",
+    "ManifoldLoss",
     "MarginLoss",
     "MultiSimilarityMiner",
     "PairAggregator",
