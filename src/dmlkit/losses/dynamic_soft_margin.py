@@ -40,7 +40,8 @@ class DynamicSoftMarginLoss(BatchLoss):
     ``momentum=0.01``. Differences from PML, which follow the official code: the batch histogram
     is normalised before it is mixed in (PML mixes the raw counts into its normalised histogram,
     which makes the effective momentum about 1 for any batch of many triplets), and the weights are
-    constants (PML also differentiates through its histogram). A bin index past the histogram
+    constants (PML also differentiates through its histogram, which keeps the previous step's
+    graph alive, so its second ``backward`` in a training loop raises). A bin index past the histogram
     (``x >= min_val + (num_bins - 1) δ``, where PML indexes out of range) is clamped to the last
     node. With ``momentum=1`` (or on the first batch) the values are PML's. The official code also
     has a label-free mode on hardest in-batch negatives, which is not offered here.
