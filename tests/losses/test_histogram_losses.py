@@ -296,6 +296,14 @@ def test_dsm_without_triplets_is_zero_and_keeps_the_histogram(labels: torch.Tens
     assert float(loss) == 0.0 and not emb.grad.any() and not loss_fn.hist.any()
 
 
+def test_dsm_is_float32_under_autocast() -> None:
+    emb, labels = _batch(45)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = DynamicSoftMarginLoss(num_bins=16)(emb.float(), labels)
+    want = DynamicSoftMarginLoss(num_bins=16)(emb, labels)
+    assert loss.dtype == torch.float32 and float(loss) == pytest.approx(float(want), abs=1e-5)
+
+
 def test_dsm_histogram_is_saved_state() -> None:
     emb, labels = _batch(43)
     a = DynamicSoftMarginLoss(num_bins=16)

@@ -33,6 +33,17 @@ def test_miner_from_config_reaches_the_pair_loss() -> None:
     assert (loss.miner.pos_below, loss.miner.neg_above) == (0.9, 0.3)
 
 
+def test_miner_set_by_dotted_overrides() -> None:
+    loss = _loss(
+        "loss.name=lifted",
+        "loss.options={}",
+        "loss.miner.name=uniform_histogram",
+        "loss.miner.options.num_bins=7",
+    )
+    assert loss.miner.num_bins == 7  # type: ignore[union-attr]
+    assert load_config(None, ["loss.miner={name: hdc}", "loss.miner=null"]).loss.miner is None
+
+
 def test_miner_without_options_and_with_embedding_dim_context() -> None:
     assert isinstance(
         _loss("loss.name=binomial", "loss.options={}", "loss.miner={name: batch_easy_hard}").miner,
