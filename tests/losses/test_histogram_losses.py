@@ -12,6 +12,7 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 
 from dmlkit.losses import DynamicSoftMarginLoss, HistogramLoss, ManifoldLoss, create
+from dmlkit.losses.chunks import triplet_chunks
 
 F64 = torch.float64
 
@@ -243,17 +244,34 @@ def test_dsm_first_step_matches_pml_at_default_settings() -> None:
 
 def test_dsm_chunks_give_the_same_loss() -> None:
     import dmlkit.losses.dynamic_soft_margin as dsm
-    from dmlkit.losses.chunks import row_chunks
 
     emb, labels = _batch(41)
     whole = float(DynamicSoftMarginLoss(num_bins=20)(emb, labels))
-    original = dsm.row_chunks
-    dsm.row_chunks = lambda rows, per_row: row_chunks(rows, per_row, budget=1)  # type: ignore[assignment]
+    original = dsm.triplet_chunks
+    dsm.triplet_chunks = lambda pos, neg: triplet_chunks(pos, neg, budget=5)  # type: ignore[assignment]
     try:
-        one_row = float(DynamicSoftMarginLoss(num_bins=20)(emb, labels))
+        small = float(DynamicSoftMarginLoss(num_bins=20)(emb, labels))
     finally:
-        dsm.row_chunks = original
-    assert whole == pytest.approx(one_row, abs=1e-14)
+        dsm.triplet_chunks = original
+    assert whole == pytest.approx(small, abs=1e-14)
+
+
+@pytest.mark.parametrize("budget", [1, 7, 1000])
+def test_triplet_chunks_list_every_triplet_once(budget: int) -> None:
+    g = torch.Generator().manual_seed(3)
+    pos = torch.rand(9, 11, generator=g) < 0.3
+    neg = ~pos & (torch.rand(9, 11, generator=g) < 0.6)
+    got = [
+        (ap // 11, ap % 11, an % 11)
+        for aps, ans in triplet_chunks(pos, neg, budget)
+        for ap, an in zip(aps.tolist(), ans.tolist(), strict=True)
+        if ap // 11 == an // 11
+    ]
+    assert len(got) == sum(len(c[0]) for c in triplet_chunks(pos, neg, budget))
+    want = [
+        (a, p, n) for a in range(9) for p in range(11) for n in range(11) if pos[a, p] and neg[a, n]
+    ]
+    assert sorted(got) == want and len(got) == len(set(got)) and want
 
 
 def test_dsm_gradient_is_the_weighted_mean_with_constant_weights() -> None:

@@ -15,8 +15,9 @@ and each triplet is weighted by the CDF of its bin, a constant (no gradient):
 Triplets the model already gets right (low ``x``) get a low weight: a soft margin that adapts to
 the distribution of ``x``. The mean is rewritten as ``(Σ_ap W+_ap d_ap - Σ_an W-_an d_an) / T``
 with the weight sums ``W+_ap = Σ_n w``, ``W-_an = Σ_p w`` (no gradient), so the graph holds
-only ``(B, R)`` tensors; the weights are computed over anchors in chunks, memory
-O(B R + chunk R²), time O(B R²). Shapes: ``emb (B, D)``, ``labels (B,)``, optional ``ref_emb
+only ``(B, R)`` tensors; the weights are computed over the triplets in chunks
+(:func:`~dmlkit.losses.chunks.triplet_chunks`), memory O(B R + chunk), time O(B R + T) for ``T``
+triplets. Shapes: ``emb (B, D)``, ``labels (B,)``, optional ``ref_emb
 (R, D)`` and ``ref_labels (R,)`` (positives and negatives are then taken from the reference).
 """
 
@@ -28,7 +29,7 @@ from torch import Tensor
 from dmlkit.core.checks import check_positive
 from dmlkit.core.relations import RelationFn
 from dmlkit.losses.base import BatchLoss
-from dmlkit.losses.chunks import row_chunks
+from dmlkit.losses.chunks import triplet_chunks
 from dmlkit.losses.registry import LOSSES
 
 
@@ -83,34 +84,29 @@ class DynamicSoftMarginLoss(BatchLoss):
     @torch.no_grad()
     def _weight_sums(self, d: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor, int]:
         """Update the histogram with the batch's triplets; return ``W+ (B, R)``, ``W- (B, R)`` and
-        the number of triplets ``T`` (histogram unchanged when ``T = 0``)."""
-        chunks = list(row_chunks(d.shape[0], d.shape[1] ** 2))
+        the number of triplets ``T`` (histogram unchanged when ``T = 0``). Two passes over the
+        anchor chunks: the histogram, then the weights."""
+        flat = d.reshape(-1)
         counts, total = torch.zeros_like(self.hist), 0
-        for rows in chunks:
-            x, valid = self._chunk(d, pos, neg, rows)
-            t = self._position(x[valid]).to(counts.dtype)
+        for ap, an in triplet_chunks(pos, neg):
+            t = self._position(flat.index_select(0, ap) - flat.index_select(0, an))
+            t = t.to(counts.dtype)
             low = t.floor().clamp_(max=self.num_bins - 2)
             counts.index_add_(0, low.long(), 1.0 - (t - low))
             counts.index_add_(0, low.long() + 1, t - low)
-            total += int(valid.sum())
+            total += t.numel()
         w_pos, w_neg = torch.zeros_like(d), torch.zeros_like(d)
         if total == 0:
             return w_pos, w_neg, 0
         m = self.momentum if bool(self.hist.sum() != 0) else 1.0
         self.hist.mul_(1.0 - m).add_(counts / total, alpha=m).div_(self.hist.sum())
-        cdf = self.hist.cumsum(0)
-        for rows in chunks:
-            x, valid = self._chunk(d, pos, neg, rows)
-            w = cdf[self._position(x).floor_().long()].to(d.dtype) * valid
-            w_pos[rows] = w.sum(dim=2)
-            w_neg[rows] = w.sum(dim=1)
+        cdf = self.hist.cumsum(0).to(d.dtype)
+        for ap, an in triplet_chunks(pos, neg):
+            x = flat.index_select(0, ap) - flat.index_select(0, an)
+            w = cdf.index_select(0, self._position(x).floor_().long())
+            w_pos.view(-1).index_add_(0, ap, w)
+            w_neg.view(-1).index_add_(0, an, w)
         return w_pos, w_neg, total
-
-    @staticmethod
-    def _chunk(d: Tensor, pos: Tensor, neg: Tensor, rows: slice) -> tuple[Tensor, Tensor]:
-        """``x_apn = d_ap - d_an (c, R, R)`` and the triplet mask for the anchors ``rows``."""
-        x = d[rows, :, None] - d[rows, None, :]
-        return x, pos[rows, :, None] & neg[rows, None, :]
 
     def extra_repr(self) -> str:
         return f"min_val={self.min_val}, num_bins={self.num_bins}, momentum={self.momentum}"
