@@ -182,6 +182,14 @@ def test_hdc_on_the_batch_keeps_pml_values(f: float) -> None:
         assert torch.allclose(sim[a].sort().values, sim[b].sort().values, atol=1e-12)
 
 
+def test_hdc_ties_keep_the_lowest_flat_indices() -> None:
+    sim = torch.zeros(4, 4, dtype=torch.float64)
+    pos = ~torch.eye(4, dtype=torch.bool)
+    kept, _ = HDCMiner(0.4)(sim, pos, torch.zeros_like(pos))  # ceil(0.4 * 12) = 5 of 12 ties
+    flat = torch.nonzero(pos.reshape(-1)).squeeze(1)[:5]
+    assert torch.equal(torch.nonzero(kept.reshape(-1)).squeeze(1), flat)
+
+
 def test_hdc_rejects_bad_fraction() -> None:
     for f in (0.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match="filter_percentage"):

@@ -117,18 +117,21 @@ class TopKPairMiner(PairMiner):
 def _top_per_row(score: Tensor, mask: Tensor, k: int) -> Tensor:
     """Bool mask of the ``k`` highest-``score`` masked entries per row (ties: lower index wins).
 
-    ``k = 1`` is one ``argmax`` (first maximum); larger ``k`` a stable descending sort,
-    O(B R log R).
+    ``k = 1`` is one ``argmax`` (first maximum); larger ``k`` finds each row's k-th largest value
+    by selection (unsorted ``topk``), keeps what lies above it and fills up with the
+    lowest-index entries equal to it. Memory O(B R).
     """
     k = min(k, score.shape[1])
     filled = offset_excluded(score, mask, -1.0)
     if k == 1:
-        order = filled.argmax(dim=1, keepdim=True)
-    else:
-        order = torch.sort(filled, dim=1, descending=True, stable=True).indices[:, :k]
-    out = torch.zeros_like(mask)
-    out.scatter_(1, order, True)
-    return out & mask
+        out = torch.zeros_like(mask)
+        out.scatter_(1, filled.argmax(dim=1, keepdim=True), True)
+        return out & mask
+    kth = filled.topk(k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+    above = filled > kth
+    ties = filled == kth
+    room = k - above.sum(dim=1, keepdim=True)
+    return (above | (ties & (ties.cumsum(dim=1) <= room))) & mask
 
 
 @MINERS.register("semihard", family="triplet geometry", source="Schroff et al. 2015, FaceNet")
