@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from itertools import groupby
+from typing import Any
 
 from dmlkit.core import Registry
 from dmlkit.data import DATASETS, TRANSFORMS
@@ -17,7 +18,7 @@ from dmlkit.methods import METHODS
 from dmlkit.models import MODELS
 
 
-def family_lines(registry: Registry[object]) -> list[str]:
+def family_lines(registry: Registry[Any]) -> list[str]:
     """``registry``'s entries grouped by family: a ``family:`` header, then ``  name  source``."""
     entries = sorted(registry.names(), key=lambda n: (registry.info(n).family, n))
     width = max(map(len, entries), default=0)
