@@ -27,9 +27,8 @@ from dmlkit.losses.chunks import row_chunks
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _batch(seed: int = 0, b: int = 16, classes: int = 4, ref: int = 0) -> Batch:
-    """``emb (B, 5)``, ``labels``, ``S``, ``pos``, ``neg`` in float64; ``ref > 0``: a separate
-    reference of ``ref`` rows (then returns ``S (B, ref)`` and the reference via ``_ref``)."""
+def _batch(seed: int = 0, b: int = 16, classes: int = 4) -> Batch:
+    """``emb (B, 5)``, ``labels``, the batch's own cosine ``S (B, B)``, ``pos``, ``neg``; float64."""
     g = torch.Generator().manual_seed(seed)
     emb = torch.randn(b, 5, generator=g, dtype=torch.float64)
     labels = torch.randint(0, classes, (b,), generator=g)
