@@ -109,13 +109,22 @@ class RegularizerConfig:
 
 
 @dataclass
+class MinerConfig:
+    """Pair miner by registry name (``dmlkit list``) and its keyword options."""
+
+    name: str = "all"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class LossConfig:
-    """Loss by registry name (``dmlkit list``) and its keyword options; ``regularizers`` adds
-    weighted penalties on the embeddings or the loss's class weights
-    (:class:`dmlkit.losses.Regularized`)."""
+    """Loss by registry name (``dmlkit list``) and its keyword options; ``miner`` (``null``: the
+    loss's own) is given to losses that take ``miner=``; ``regularizers`` adds weighted penalties
+    on the embeddings or the loss's class weights (:class:`dmlkit.losses.Regularized`)."""
 
     name: str = "ms"
     options: dict[str, Any] = field(default_factory=dict)
+    miner: MinerConfig | None = None
     regularizers: list[RegularizerConfig] = field(default_factory=list)
 
 

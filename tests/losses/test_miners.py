@@ -111,9 +111,9 @@ def test_distance_weighted_miner_is_deterministic_and_valid() -> None:
 
     def draw(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(seed)
-        return DistanceWeightedPairMiner(dim=6, num_negatives=2, upper_cutoff=None, generator=gen)(
-            s, pos, neg
-        )
+        return DistanceWeightedPairMiner(
+            embedding_dim=6, num_negatives=2, upper_cutoff=None, generator=gen
+        )(s, pos, neg)
 
     p1, n1 = draw(0)
     _p2, n2 = draw(0)
@@ -130,7 +130,9 @@ def test_distance_weighted_miner_prefers_near_negatives_in_high_dim() -> None:
     pos = torch.tensor([[False, False, False, False]])
     neg = torch.tensor([[False, True, True, True]])
     gen = torch.Generator().manual_seed(0)
-    miner = DistanceWeightedPairMiner(dim=128, num_negatives=1, upper_cutoff=1.4, generator=gen)
+    miner = DistanceWeightedPairMiner(
+        embedding_dim=128, num_negatives=1, upper_cutoff=1.4, generator=gen
+    )
     picks = [int(torch.nonzero(miner(s, pos, neg)[1][0])[0]) for _ in range(50)]
     assert picks == [1] * 50
 
@@ -143,7 +145,7 @@ def test_distance_weighted_miner_prefers_near_negatives_in_high_dim() -> None:
         HardestPairMiner(),
         TopKPairMiner(2, 2),
         SemiHardPairMiner(0.2),
-        DistanceWeightedPairMiner(dim=6, generator=torch.Generator().manual_seed(0)),
+        DistanceWeightedPairMiner(embedding_dim=6, generator=torch.Generator().manual_seed(0)),
     ],
 )
 def test_miners_only_remove_pairs_and_carry_no_grad(miner: torch.nn.Module) -> None:
@@ -157,7 +159,7 @@ def test_bad_miner_arguments() -> None:
     with pytest.raises(ValueError, match="k_pos"):
         TopKPairMiner(0, 1)
     with pytest.raises(ValueError, match="num_negatives"):
-        DistanceWeightedPairMiner(dim=8, num_negatives=0)
+        DistanceWeightedPairMiner(embedding_dim=8, num_negatives=0)
     with pytest.raises(ValueError, match="margin"):
         SemiHardPairMiner(-1.0)
 

@@ -1,21 +1,24 @@
-"""``dmlkit list``: the registered datasets, transforms, models, losses and training methods.
+"""``dmlkit list``: the registered datasets, transforms, models, losses, miners and training
+methods.
 
-Losses are listed one per line, grouped by family, each with the paper or code it follows.
+Losses and pair miners are listed one per line, grouped by family, each with the paper or code it
+follows.
 """
 
 from __future__ import annotations
 
 import argparse
 from itertools import groupby
+from typing import Any
 
 from dmlkit.core import Registry
 from dmlkit.data import DATASETS, TRANSFORMS
-from dmlkit.losses import LOSSES
+from dmlkit.losses import LOSSES, MINERS
 from dmlkit.methods import METHODS
 from dmlkit.models import MODELS
 
 
-def family_lines(registry: Registry[object]) -> list[str]:
+def family_lines(registry: Registry[Any]) -> list[str]:
     """``registry``'s entries grouped by family: a ``family:`` header, then ``  name  source``."""
     entries = sorted(registry.names(), key=lambda n: (registry.info(n).family, n))
     width = max(map(len, entries), default=0)
@@ -27,7 +30,8 @@ def family_lines(registry: Registry[object]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print each registry's names on one line, and the losses by family with their sources."""
+    """Print each registry's names on one line, and the losses and miners by family with their
+    sources."""
     for title, registry in (
         ("datasets", DATASETS),
         ("transforms", TRANSFORMS),
@@ -37,4 +41,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{title}: {', '.join(registry.names())}")
     print("losses:")
     print("\n".join(family_lines(LOSSES)))
+    print("miners (loss.miner, for losses that take miner=):")
+    print("\n".join(family_lines(MINERS)))
     return 0

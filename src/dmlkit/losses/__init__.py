@@ -6,6 +6,9 @@ returning a 0-dim tensor connected to the graph. Build any of them by name with 
 
 from dmlkit.losses import ap_surrogates as _ap_surrogates  # noqa: F401  (registers AP losses)
 from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
+from dmlkit.losses import dynamic_soft_margin as _dsm  # noqa: F401  (registers it)
+from dmlkit.losses import histogram as _histogram  # noqa: F401  (registers it)
+from dmlkit.losses import manifold as _manifold  # noqa: F401  (registers it)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
 from dmlkit.losses import margin_softmax as _margin_softmax  # noqa: F401  (registers face losses)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
@@ -24,6 +27,9 @@ from dmlkit.losses.aggregators import (
 )
 from dmlkit.losses.ap_surrogates import APSurrogateLoss, FastAPLoss, PNPLoss, SmoothAPLoss
 from dmlkit.losses.dro import DROAggregator, DROPNAggregator, k_from_official
+from dmlkit.losses.dynamic_soft_margin import DynamicSoftMarginLoss
+from dmlkit.losses.histogram import HistogramLoss
+from dmlkit.losses.manifold import ManifoldLoss
 from dmlkit.losses.margin import MarginLoss
 from dmlkit.losses.margin_softmax import (
     AdditiveAngularMargin,
@@ -42,10 +48,17 @@ from dmlkit.losses.miners import (
     ThresholdMiner,
     TopKPairMiner,
 )
+from dmlkit.losses.miners_more import (
+    AngularMiner,
+    BatchEasyHardMiner,
+    HDCMiner,
+    PairMarginMiner,
+    UniformHistogramMiner,
+)
 from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.proxy import Proxies
 from dmlkit.losses.proxy_losses import ProxyAnchorLoss, ProxyLoss, ProxySoftmaxLoss, SoftTripleLoss
-from dmlkit.losses.registry import LOSSES, create
+from dmlkit.losses.registry import LOSSES, MINERS, create
 from dmlkit.losses.regularized import Regularized
 from dmlkit.losses.regularizers import (
     REGULARIZERS,
@@ -75,6 +88,7 @@ from dmlkit.losses.weights import pair_weights
 
 __all__ = [
     "LOSSES",
+    "MINERS",
     "REGULARIZERS",
     "APSurrogateLoss",
     "AdditiveAngularMargin",
@@ -82,6 +96,8 @@ __all__ = [
     "AllPairsMiner",
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
+    "AngularMiner",
+    "BatchEasyHardMiner",
     "BatchHardTripletLoss",
     "CenterInvariantRegularizer",
     "ChiSquarePenalty",
@@ -90,14 +106,18 @@ __all__ = [
     "DROPNAggregator",
     "DistanceWeightedPairMiner",
     "DistanceWeightedSampler",
+    "DynamicSoftMarginLoss",
     "FastAPLoss",
+    "HDCMiner",
     "HardestPairMiner",
     "HingeTerm",
+    "HistogramLoss",
     "KLBall",
     "KLPenalty",
     "LiftedSongAggregator",
     "LinearTerm",
     "LpRegularizer",
+    "ManifoldLoss",
     "MarginLoss",
     "MarginSoftmaxLoss",
     "MultiSimilarityMiner",
@@ -105,6 +125,7 @@ __all__ = [
     "PNPLoss",
     "PairAggregator",
     "PairLoss",
+    "PairMarginMiner",
     "PairMiner",
     "PairSumAggregator",
     "PairTerm",
@@ -131,6 +152,7 @@ __all__ = [
     "TripletSampler",
     "UncertaintySet",
     "Uniform",
+    "UniformHistogramMiner",
     "VICRegLoss",
     "ViewsLoss",
     "ZeroMeanRegularizer",

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from dmlkit.core.checks import check_positive
 from dmlkit.core.distance_weighting import distance_weighted_probs
 from dmlkit.losses.reductions import offset_excluded
+from dmlkit.losses.registry import MINERS
 
 _INF = float("inf")
 
@@ -36,6 +37,7 @@ class PairMiner(nn.Module):
         raise NotImplementedError  # pragma: no cover - interface
 
 
+@MINERS.register("all", family="none", source="every labelled pair")
 class AllPairsMiner(PairMiner):
     """Keeps every labelled pair (no mining)."""
 
@@ -43,6 +45,7 @@ class AllPairsMiner(PairMiner):
         return pos, neg
 
 
+@MINERS.register("threshold", family="threshold", source="fixed similarity thresholds")
 class ThresholdMiner(PairMiner):
     """Keeps positives with ``s < pos_below`` and negatives with ``s > neg_above`` (None = all)."""
 
@@ -59,6 +62,7 @@ class ThresholdMiner(PairMiner):
         return pos, neg
 
 
+@MINERS.register("ms", family="relative hardness", source="Wang et al. 2019, multi-similarity")
 class MultiSimilarityMiner(PairMiner):
     """ε-mining of Wang et al. 2019 (positive relative similarity), strict inequalities:
 
@@ -85,6 +89,7 @@ class MultiSimilarityMiner(PairMiner):
         return f"epsilon={self.epsilon}"
 
 
+@MINERS.register("hardest", family="hardness", source="Hermans et al. 2017, batch hard")
 class HardestPairMiner(PairMiner):
     """Per anchor, the hardest positive (lowest s) and hardest negative (highest s); ties -> first."""
 
@@ -92,6 +97,7 @@ class HardestPairMiner(PairMiner):
         return _top_per_row(-sim, pos, 1), _top_per_row(sim, neg, 1)
 
 
+@MINERS.register("topk", family="hardness", source="k hardest per anchor")
 class TopKPairMiner(PairMiner):
     """Per anchor, the ``k_pos`` hardest positives and ``k_neg`` hardest negatives (all if fewer)."""
 
@@ -111,20 +117,24 @@ class TopKPairMiner(PairMiner):
 def _top_per_row(score: Tensor, mask: Tensor, k: int) -> Tensor:
     """Bool mask of the ``k`` highest-``score`` masked entries per row (ties: lower index wins).
 
-    ``k = 1`` is one ``argmax`` (first maximum); larger ``k`` a stable descending sort,
-    O(B R log R).
+    ``k = 1`` is one ``argmax`` (first maximum); larger ``k`` finds each row's k-th largest value
+    by selection (unsorted ``topk``), keeps what lies above it and fills up with the
+    lowest-index entries equal to it. Memory O(B R).
     """
     k = min(k, score.shape[1])
     filled = offset_excluded(score, mask, -1.0)
     if k == 1:
-        order = filled.argmax(dim=1, keepdim=True)
-    else:
-        order = torch.sort(filled, dim=1, descending=True, stable=True).indices[:, :k]
-    out = torch.zeros_like(mask)
-    out.scatter_(1, order, True)
-    return out & mask
+        out = torch.zeros_like(mask)
+        out.scatter_(1, filled.argmax(dim=1, keepdim=True), True)
+        return out & mask
+    kth = filled.topk(k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+    above = filled > kth
+    ties = filled == kth
+    room = k - above.sum(dim=1, keepdim=True)
+    return (above | (ties & (ties.cumsum(dim=1) <= room))) & mask
 
 
+@MINERS.register("semihard", family="triplet geometry", source="Schroff et al. 2015, FaceNet")
 class SemiHardPairMiner(PairMiner):
     """FaceNet semi-hard negatives, as pairs.
 
@@ -159,6 +169,9 @@ class SemiHardPairMiner(PairMiner):
         return f"margin={self.margin}"
 
 
+@MINERS.register(
+    "distance_weighted", family="sampling", source="Wu et al. 2017", context=("embedding_dim",)
+)
 class DistanceWeightedPairMiner(PairMiner):
     """Distance-weighted negatives (Wu et al. 2017); all positives are kept.
 
@@ -170,7 +183,7 @@ class DistanceWeightedPairMiner(PairMiner):
 
     def __init__(
         self,
-        dim: int,
+        embedding_dim: int,
         num_negatives: int = 1,
         lower_cutoff: float = 0.5,
         upper_cutoff: float | None = 1.4,
@@ -179,7 +192,7 @@ class DistanceWeightedPairMiner(PairMiner):
         super().__init__()
         if num_negatives < 1:
             raise ValueError(f"num_negatives: expected >= 1, got {num_negatives}")
-        self.dim = int(dim)
+        self.dim = int(embedding_dim)
         self.num_negatives = int(num_negatives)
         self.lower_cutoff = float(lower_cutoff)
         self.upper_cutoff = upper_cutoff

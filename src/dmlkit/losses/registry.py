@@ -1,4 +1,5 @@
-"""The loss registry: ``create("ms", **kwargs)`` builds any registered loss by name."""
+"""The loss and miner registries: ``create("ms", **kwargs)`` builds any registered loss by name,
+``MINERS.create("pair_margin", **kwargs)`` any pair miner (for losses that take ``miner=``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import nn
 from dmlkit.core.registry import Registry
 
 LOSSES: Registry[nn.Module] = Registry("loss")
+MINERS: Registry[nn.Module] = Registry("miner")
 
 
 def create(name: str, **kwargs: Any) -> nn.Module:

@@ -25,6 +25,7 @@ from dmlkit.config import (
     ExperimentConfig,
     LossConfig,
     MethodConfig,
+    MinerConfig,
     ModelConfig,
     RegularizerConfig,
     apply_overrides,
@@ -40,7 +41,7 @@ from dmlkit.data import (
     create_transform,
 )
 from dmlkit.data.registry import COMMON_NAMES
-from dmlkit.losses import LOSSES, REGULARIZERS, Regularized, Regularizer
+from dmlkit.losses import LOSSES, MINERS, REGULARIZERS, Regularized, Regularizer
 from dmlkit.methods import METHODS, TrainingMethod
 from dmlkit.models import MODELS, EmbeddingModel, create_model
 from dmlkit.sampling import MPerClassBatchSampler
@@ -241,14 +242,17 @@ def _create_with_context(
 
 
 def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.Module:
-    """The loss ``config.name`` with ``options``, then its ``regularizers``; a loss that declares
-    ``num_classes`` or ``embedding_dim`` as its context (per-class parameters, proxies) gets the
-    training set's values unless the options set them. Unknown options raise ``ConfigError``
-    listing the accepted ones."""
+    """The loss ``config.name`` with ``options`` and ``miner``, then its ``regularizers``; a loss
+    that declares ``num_classes`` or ``embedding_dim`` as its context (per-class parameters,
+    proxies) gets the training set's values unless the options set them. Unknown options raise
+    ``ConfigError`` listing the accepted ones."""
     context = BuildContext(num_classes, embedding_dim)
-    loss = _create_with_context(
-        "loss.options", "loss", config.name, LOSSES, config.options, context
-    )
+    options = dict(config.options)
+    if config.miner is not None:
+        factory = LOSSES.get(config.name)
+        _check_options("loss.options", "loss", config.name, factory, options, ("miner",))
+        options["miner"] = build_miner(config.miner, config.name, factory, context)
+    loss = _create_with_context("loss.options", "loss", config.name, LOSSES, options, context)
     if getattr(loss, "views_input", False):
         raise ConfigError(
             f"loss.name: {config.name!r} takes two augmented views of each item, not labels, so "
@@ -280,6 +284,29 @@ def _regularized(loss: nn.Module, entries: Sequence[RegularizerConfig]) -> nn.Mo
         return Regularized(loss, terms)
     except ValueError as err:
         raise ConfigError(f"loss.regularizers: {err}") from err
+
+
+def build_miner(
+    config: MinerConfig, loss_name: str, loss_factory: Callable[..., Any], context: BuildContext
+) -> nn.Module:
+    """The pair miner of ``loss.miner`` for the loss ``loss_name``; ``ConfigError`` when that loss
+    takes no ``miner=`` or the miner's name or options are unknown."""
+    if "miner" not in inspect.signature(loss_factory).parameters:
+        takes = [
+            n for n in LOSSES.names() if "miner" in inspect.signature(LOSSES.get(n)).parameters
+        ]
+        raise ConfigError(
+            f"loss.miner: loss {loss_name!r} takes no miner; expected loss.miner: null, or a loss "
+            f"that takes one: {', '.join(takes)}"
+        )
+    if config.name not in MINERS:
+        raise ConfigError(
+            f"loss.miner.name: expected a registered miner ({', '.join(MINERS.names())}), "
+            f"got {config.name!r}"
+        )
+    return _create_with_context(
+        "loss.miner.options", "miner", config.name, MINERS, config.options, context
+    )
 
 
 def build_method(
