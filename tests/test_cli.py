@@ -147,6 +147,7 @@ def test_list_names_the_registered_components(capsys: pytest.CaptureFixture[str]
     assert "losses:" in out and "ms_official" in out
     # losses by family, one per line with the source it follows
     assert "  proxy:\n" in out and "\n    proxy_anchor " in out and "Kim et al. 2020" in out
+    assert "regularizers (loss.regularizers" in out and "\n    regular_face " in out
     assert "models:" in out and "small_cnn" in out
 
 

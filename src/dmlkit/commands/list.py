@@ -1,7 +1,7 @@
-"""``dmlkit list``: the registered datasets, transforms, models, losses, miners and training
-methods.
+"""``dmlkit list``: the registered datasets, transforms, models, losses, miners, regularizers and
+training methods.
 
-Losses and pair miners are listed one per line, grouped by family, each with the paper or code it
+Losses, pair miners and regularizers are listed one per line, grouped by family, each with the paper or code it
 follows.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from dmlkit.core import Registry
 from dmlkit.data import DATASETS, TRANSFORMS
-from dmlkit.losses import LOSSES, MINERS
+from dmlkit.losses import LOSSES, MINERS, REGULARIZERS
 from dmlkit.methods import METHODS
 from dmlkit.models import MODELS
 
@@ -43,4 +43,6 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(family_lines(LOSSES)))
     print("miners (loss.miner, for losses that take miner=):")
     print("\n".join(family_lines(MINERS)))
+    print("regularizers (loss.regularizers, added to any loss):")
+    print("\n".join(family_lines(REGULARIZERS)))
     return 0
