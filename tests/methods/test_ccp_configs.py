@@ -26,8 +26,8 @@ def test_ccp_config_builds_its_loss_and_method(path: Path) -> None:
     assert (loss.pair_weight, loss.proxy_weight) == (0.1, 1.0)
     large = path.parent.name in ("sop", "inshop")
     assert loss.proxies.per_class == (4 if large else 8)
-    assert method.round_options["pool"] == (7 if large else 12)
-    assert method.round_options["lam"] == 2e-4 and method.round_options["patience"] == 3
+    assert method.options.pool == (7 if large else 12)
+    assert method.options.lam == 2e-4 and method.options.patience == 3
     if path.parent.name != "glyphs":
         assert config.model.frozen_bn and config.model.freeze_bn_affine  # as the CCP code
         assert config.optimizer.name == "adam" and config.optimizer.lr == 1e-5

@@ -45,7 +45,9 @@ import torch
 from torch import Tensor, nn
 
 from dmlkit.core.checks import check_positive
+from dmlkit.core.options import options_factory
 from dmlkit.methods.ccp_loss import CCPLoss
+from dmlkit.methods.ccp_options import CCPOptions
 from dmlkit.methods.hooks import Callback, TrainerView
 from dmlkit.methods.kcenter import greedy_k_center
 from dmlkit.methods.proximal import ProximalTerm
@@ -102,16 +104,16 @@ class CCPRounds(Callback):
     def __init__(
         self,
         loss: CCPLoss,
-        pool: int = 12,
-        patience: int = 3,
-        lam: float = 2e-4,
-        lam_decay: float = 1.0,
-        min_delta: float = 1e-5,
-        metric: str = "map@r",
-        split: str = "val",
-        metric_one_eval_late: bool = False,
-        restore_best_at_switch: bool = False,
-        initial: str = "kcenter",
+        pool: int = CCPOptions.pool,
+        patience: int = CCPOptions.patience,
+        lam: float = CCPOptions.lam,
+        lam_decay: float = CCPOptions.lam_decay,
+        min_delta: float = CCPOptions.min_delta,
+        metric: str = CCPOptions.metric,
+        split: str = CCPOptions.split,
+        metric_one_eval_late: bool = CCPOptions.metric_one_eval_late,
+        restore_best_at_switch: bool = CCPOptions.restore_best_at_switch,
+        initial: str = CCPOptions.initial,
         seed: int = 0,
     ) -> None:
         if pool < 1 or patience < 1:
@@ -246,22 +248,29 @@ class CCPRounds(Callback):
 
 
 class CCPMethod(TrainingMethod):
-    """The ``ccp`` method: :class:`CCPLoss` around the configured loss and :class:`CCPRounds`."""
+    """The ``ccp`` method: :class:`CCPLoss` around the configured loss and :class:`CCPRounds`,
+    both configured by one :class:`CCPOptions`."""
 
-    def __init__(self, loss_options: dict[str, Any], round_options: dict[str, Any]) -> None:
-        self.loss_options = loss_options
-        self.round_options = round_options
+    def __init__(
+        self, num_classes: int, embedding_dim: int, seed: int, options: CCPOptions
+    ) -> None:
+        self.num_classes, self.embedding_dim, self.seed = num_classes, embedding_dim, seed
+        self.options = options
         self.loss: CCPLoss | None = None
         self.rounds: CCPRounds | None = None
 
     def wrap_loss(self, loss: nn.Module) -> nn.Module:
-        self.loss = CCPLoss(loss, **self.loss_options)
+        o = self.options
+        self.loss = CCPLoss(
+            loss, self.num_classes, self.embedding_dim, **o.part("loss"),
+            proxy_lr=o.proxy_lr, proxy_weight_decay=o.proxy_weight_decay,
+        )  # fmt: skip
         return self.loss
 
     def callbacks(self) -> list[Callback]:
         if self.loss is None:
             raise RuntimeError("ccp: wrap_loss must build the loss before the callbacks")
-        self.rounds = CCPRounds(self.loss, **self.round_options)
+        self.rounds = CCPRounds(self.loss, **self.options.part("rounds"), seed=self.seed)
         return [self.rounds]
 
     def log_fields(self) -> dict[str, float]:
@@ -275,52 +284,10 @@ class CCPMethod(TrainingMethod):
 
 
 @METHODS.register("ccp", context=("num_classes", "embedding_dim", "seed"))
-def ccp(
-    num_classes: int,
-    embedding_dim: int,
-    seed: int = 0,
-    per_class: int = 8,
-    pool: int = 12,
-    pair_weight: float = 0.1,
-    proxy_weight: float = 1.0,
-    lipschitz: bool = True,
-    lam: float = 2e-4,
-    lam_decay: float = 1.0,
-    patience: int = 3,
-    min_delta: float = 1e-5,
-    metric: str = "map@r",
-    split: str = "val",
-    metric_one_eval_late: bool = False,
-    restore_best_at_switch: bool = False,
-    initial: str = "kcenter",
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
-) -> CCPMethod:
-    """CCP with the paper's CUB/Cars defaults: 8 proxies per class, pool 12, λ = 2e-4, round
-    patience 3 evaluations, loss weights 0.1 (batch) and 1.0 (proxies), initial proxies by
-    k-center (``initial="random"``: keep the random ones until the first round switch); see the
-    module docstring."""
-    loss_options = {
-        "num_classes": num_classes,
-        "embedding_dim": embedding_dim,
-        "per_class": per_class,
-        "pair_weight": pair_weight,
-        "proxy_weight": proxy_weight,
-        "lipschitz": lipschitz,
-        "lr": proxy_lr,
-        "weight_decay": proxy_weight_decay,
-    }
-    round_options = {
-        "pool": pool,
-        "patience": patience,
-        "lam": lam,
-        "lam_decay": lam_decay,
-        "min_delta": min_delta,
-        "metric": metric,
-        "split": split,
-        "metric_one_eval_late": metric_one_eval_late,
-        "restore_best_at_switch": restore_best_at_switch,
-        "initial": initial,
-        "seed": seed,
-    }
-    return CCPMethod(loss_options, round_options)
+@options_factory(CCPOptions)
+def ccp(num_classes: int, embedding_dim: int, seed: int = 0, **options: Any) -> CCPMethod:
+    """CCP with the paper's CUB/Cars defaults (:class:`CCPOptions`): 8 proxies per class, pool 12,
+    λ = 2e-4, round patience 3 evaluations, loss weights 0.1 (batch) and 1.0 (proxies), initial
+    proxies by k-center (``initial="random"``: keep the random ones until the first round switch);
+    see the module docstring."""
+    return CCPMethod(num_classes, embedding_dim, seed, CCPOptions(**options))

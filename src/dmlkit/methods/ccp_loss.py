@@ -17,13 +17,13 @@ Memory: the base loss's O(B²) plus O(B K C) for the proxy term, and the proxies
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 from torch import Tensor, nn
 
 from dmlkit.core.checks import check_embeddings, check_labels, check_positive
 from dmlkit.core.lipschitz import lipschitz_normalize
 from dmlkit.losses.proxy import Proxies
+from dmlkit.methods.ccp_options import CCPOptions
 
 
 def _accepts_references(loss: nn.Module) -> bool:
@@ -44,11 +44,12 @@ class CCPLoss(nn.Module):
         base: nn.Module,
         num_classes: int,
         embedding_dim: int,
-        per_class: int = 8,
-        pair_weight: float = 0.1,
-        proxy_weight: float = 1.0,
-        lipschitz: bool = True,
-        **proxy_options: Any,
+        per_class: int = CCPOptions.per_class,
+        pair_weight: float = CCPOptions.pair_weight,
+        proxy_weight: float = CCPOptions.proxy_weight,
+        lipschitz: bool = CCPOptions.lipschitz,
+        proxy_lr: float | None = None,
+        proxy_weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
         if not _accepts_references(base):
@@ -57,7 +58,7 @@ class CCPLoss(nn.Module):
                 f"engine or triplet family), got {type(base).__name__}"
             )
         self.base = base
-        self.proxies = Proxies(num_classes, per_class, embedding_dim, **proxy_options)
+        self.proxies = Proxies(num_classes, per_class, embedding_dim, proxy_lr, proxy_weight_decay)
         self.pair_weight = check_positive(pair_weight, "pair_weight", allow_zero=True)
         self.proxy_weight = check_positive(proxy_weight, "proxy_weight", allow_zero=True)
         self.lipschitz = bool(lipschitz)
