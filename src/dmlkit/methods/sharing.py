@@ -178,9 +178,11 @@ class Sharing(TrainingMethod):
 
     def train_step(
         self, trainer: TrainerView, images: Tensor, labels: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor] | None:
+        """``two_step``: two optimizer steps (module docstring); ``one_step``: the trainer's
+        step on the whole objective."""
         if self.mode == "one_step":
-            return super().train_step(trainer, images, labels)
+            return None
         loss_fn = self._loss()
         emb = trainer.forward(images)
         disc = loss_fn.task_loss(emb, labels, DISCRIMINATIVE)
