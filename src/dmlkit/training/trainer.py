@@ -63,7 +63,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from dmlkit.config import ExperimentConfig, save_config
 from dmlkit.core.progress import Progress
@@ -427,6 +427,28 @@ class Trainer:
         dataset = {"val": self.splits.val, "test": self.splits.test}[split]
         if dataset is None:
             raise ValueError(f"split {split!r} is not part of this run")
+        return self.embed_items(dataset, model, progress)
+
+    @property
+    def train_labels(self) -> Tensor:
+        """``(N,)`` int64 class ids of the training items (CPU)."""
+        return torch.from_numpy(self.splits.train.labels)
+
+    def embed_train_items(self, indices: Sequence[int]) -> Tensor:
+        """``(n, D)`` float32 CPU embeddings of the training items ``indices`` with the training
+        transform (each item's seeded augmentation of the current epoch), the model in eval mode."""
+        emb, _ = self.embed_items(Subset(self.splits.train, list(indices)))
+        return emb
+
+    def embed_items(
+        self,
+        dataset: Dataset[tuple[Tensor, int]],
+        model: torch.nn.Module | None = None,
+        progress: str | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """``(emb (N, D), labels (N,))`` of ``dataset`` on the CPU by ``model`` (default: the
+        trainer's) with the run's evaluation batch size, precision, workers and ranks
+        (:func:`~dmlkit.training.evaluate.embed_dataset`)."""
         return embed_dataset(
             self.model if model is None else model,
             dataset,
@@ -438,27 +460,6 @@ class Trainer:
             context=self.dist,
             worker_threads=self.config.data.worker_threads,
         )
-
-    @property
-    def train_labels(self) -> Tensor:
-        """``(N,)`` int64 class ids of the training items (CPU)."""
-        return torch.from_numpy(self.splits.train.labels)
-
-    def embed_train_items(self, indices: Sequence[int]) -> Tensor:
-        """``(n, D)`` float32 CPU embeddings of the training items ``indices`` with the training
-        transform (each item's seeded augmentation of the current epoch), the model in eval mode."""
-        subset = Subset(self.splits.train, list(indices))
-        emb, _ = embed_dataset(
-            self.model,
-            subset,
-            self.config.eval.batch_size,
-            self.device,
-            self.config.train.amp,
-            self.config.data.num_workers,
-            context=self.dist,
-            worker_threads=self.config.data.worker_threads,
-        )
-        return emb
 
     # ------------------------------------------------------------------------ checkpoints
 
