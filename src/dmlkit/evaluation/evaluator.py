@@ -18,6 +18,8 @@ query classes. ``roc_auc``, ``eer``, ``tar_at_far`` and ``fnmr_at_fmr`` are the 
 metrics over all pairs (:mod:`.verification`): keys ``"roc_auc"``, ``"eer"``, and one
 ``"tar@far1e-3"`` / ``"fnmr@fmr1e-3"`` per rate of ``fmrs``.
 
+Every metric's name, keys, list depth and function are one row of :mod:`.metric_table`.
+
 ``knn_backend="faiss_ivf"`` or ``"faiss_hnsw"`` ranks with approximate search instead
 (:mod:`.approximate`, for collections too large for exact search on a CPU): the metrics then
 come from approximate top-K lists, and the result carries, beside them, the recall of those lists
