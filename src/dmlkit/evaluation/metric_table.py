@@ -21,8 +21,8 @@ Functions take, by family: ``(lists: RankedLists, k) -> (Q,)`` per-query values 
 ``None`` for a metric without ``per``; :mod:`.retrieval`), ``(labels (N,), clusters (N,)) ->
 float`` (:mod:`.clustering`) and ``(counts: PairCounts, rate) -> float`` (``rate`` ``None``
 likewise; :mod:`.verification`). ``depth``: how deep into each query's ranked list the metric
-reads (``"k"``: ``max(ks)``, ``"R"``: the query's number of relevant references, ``"all"``: the
-full ranking, which only exact torch search gives); with approximate search it is also the depth
+reads (``"1"``: its first entry, ``"k"``: ``max(ks)``, ``"R"``: the query's number of relevant
+references, ``"all"``: the full ranking, which only exact torch search gives); with approximate search it is also the depth
 of the metric's neighbour recall (``knn_recall@k``, ``knn_recall@R``). Recall@k and MRR read the
 rank of the first relevant reference (``by_first_rank``), which exact torch search finds over all
 references without a list.
