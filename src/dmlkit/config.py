@@ -223,9 +223,7 @@ class EvalConfig:
     :mod:`dmlkit.evaluation.approximate`); approximate evaluations report the recall of the
     neighbours against exact search (``knn_recall@...``) beside the metrics."""
 
-    metrics: list[str] = field(
-        default_factory=lambda: ["recall", "precision@1", "r_precision", "map@r", "nmi"]
-    )
+    metrics: list[str] = field(default_factory=lambda: list(_metric_table().DEFAULT_METRICS))
     ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     select_metric: str = "map@r"
     similarity: str = "cosine"
@@ -452,7 +450,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.name": ("constant", "step", "multistep", "cosine"),
     "train.amp": ("none", "bf16", "fp16"),
     "train.nonfinite": ("stop", "skip"),
-    "eval.similarity": ("cosine", "dot", "euclidean"),
     "eval.knn_backend": ("torch", "faiss", "faiss_ivf", "faiss_hnsw"),
 }
 
@@ -473,9 +470,22 @@ def _check_ranges(config: ExperimentConfig) -> None:
         )
 
 
+def _metric_table() -> Any:
+    """:mod:`dmlkit.evaluation.metric_table`, imported when first needed (it loads torch)."""
+    from dmlkit.evaluation import metric_table
+
+    return metric_table
+
+
 def check_values(config: ExperimentConfig) -> ExperimentConfig:
     """Range and choice checks that need no registry; ``ConfigError`` naming the field."""
-    for path, allowed in CHOICES.items():
+    table = _metric_table()
+    unknown = [m for m in config.eval.metrics if m not in table.METRIC_NAMES]
+    if unknown:
+        raise ConfigError(
+            f"eval.metrics: unknown {unknown}; expected names from {table.METRIC_NAMES}"
+        )
+    for path, allowed in {**CHOICES, "eval.similarity": table.SIMILARITIES}.items():
         section, name = path.split(".")
         value = getattr(getattr(config, section), name)
         if value not in allowed:

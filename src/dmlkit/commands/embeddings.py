@@ -14,9 +14,10 @@ from torch import Tensor
 
 from dmlkit.config import ExperimentConfig
 from dmlkit.data import DMLDataset
+from dmlkit.evaluation.metric_table import COUNTS
 from dmlkit.methods import TrainingMethod
 from dmlkit.training.build import build_method, build_split, model_from_checkpoint, resolve_device
-from dmlkit.training.evaluate import COUNTS, embed_dataset, score_views
+from dmlkit.training.evaluate import embed_dataset, score_views
 
 
 def _embed_split(

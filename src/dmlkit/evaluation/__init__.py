@@ -1,12 +1,11 @@
 """Evaluation: exact chunked kNN and ranking (approximate faiss search on request, with its
-neighbour recall), retrieval and clustering metrics, the evaluator."""
+neighbour recall), retrieval, clustering and verification metrics (one table of them:
+:mod:`dmlkit.evaluation.metric_table`), the evaluator."""
 
 from dmlkit.evaluation.approximate import APPROXIMATE_BACKENDS, approximate_knn
 from dmlkit.evaluation.clustering import ami, clustering_f1, nmi
 from dmlkit.evaluation.evaluator import (
-    DEFAULT_METRICS,
     KNN_BACKENDS,
-    METRIC_NAMES,
     STANDARD_KS,
     EvalResult,
     evaluate,
@@ -16,6 +15,7 @@ from dmlkit.evaluation.extract import extract_embeddings
 from dmlkit.evaluation.heads import combine_heads, head_embeddings, split_heads
 from dmlkit.evaluation.knn import knn
 from dmlkit.evaluation.lloyd import kmeans
+from dmlkit.evaluation.metric_table import DEFAULT_METRICS, METRIC_NAMES
 from dmlkit.evaluation.ranking import Ranking, rank_references
 from dmlkit.evaluation.retrieval import (
     first_relevant_rank,

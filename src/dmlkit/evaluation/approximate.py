@@ -38,6 +38,7 @@ from dmlkit.evaluation.knn import (
     faiss_search,
     import_faiss,
     knn,
+    similarity_argument,
 )
 
 APPROXIMATE_BACKENDS: dict[str, tuple[str, ...]] = {
@@ -67,13 +68,13 @@ def check_options(backend: str, options: Mapping[str, Any]) -> None:
             raise ValueError(f"knn_options.{name}: expected a positive int, got {value!r}")
 
 
-def _ivf_index(faiss: Any, ref: Any, metric: str, options: Mapping[str, Any], seed: int) -> Any:
+def _ivf_index(faiss: Any, ref: Any, similarity: str, options: Mapping[str, Any], seed: int) -> Any:
     num, dim = ref.shape
     nlist = options.get("nlist", max(1, min(num // 39, round(4 * math.sqrt(num)))))
     if nlist > num:
         raise ValueError(f"knn_options.nlist: expected at most {num} (references), got {nlist}")
-    faiss_metric = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
-    quantizer = faiss.IndexFlatL2(dim) if metric == "euclidean" else faiss.IndexFlatIP(dim)
+    faiss_metric = faiss.METRIC_L2 if similarity == "euclidean" else faiss.METRIC_INNER_PRODUCT
+    quantizer = faiss.IndexFlatL2(dim) if similarity == "euclidean" else faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
     index.cp.seed = seed
     generator = torch.Generator().manual_seed(seed)
@@ -84,8 +85,8 @@ def _ivf_index(faiss: Any, ref: Any, metric: str, options: Mapping[str, Any], se
     return index
 
 
-def _hnsw_index(faiss: Any, ref: Any, metric: str, options: Mapping[str, Any], k: int) -> Any:
-    faiss_metric = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
+def _hnsw_index(faiss: Any, ref: Any, similarity: str, options: Mapping[str, Any], k: int) -> Any:
+    faiss_metric = faiss.METRIC_L2 if similarity == "euclidean" else faiss.METRIC_INNER_PRODUCT
     index = faiss.IndexHNSWFlat(ref.shape[1], options.get("m", 32), faiss_metric)
     index.hnsw.efConstruction = options.get("ef_construction", 80)
     index.add(ref)
@@ -97,37 +98,41 @@ def approximate_knn(
     query: Tensor,
     ref: Tensor | None,
     k: int,
-    metric: str = "cosine",
+    similarity: str = "cosine",
     backend: str = "faiss_hnsw",
     options: Mapping[str, Any] | None = None,
     seed: int = 0,
+    *,
+    metric: str | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Approximate top-``k`` references of every query (module docstring); inputs as
-    :func:`~dmlkit.evaluation.knn.knn` takes them (validated by the caller)."""
+    """Approximate top-``k`` references of every query (module docstring) under ``similarity``
+    (``metric``: its deprecated former keyword); inputs as :func:`~dmlkit.evaluation.knn.knn`
+    takes them (validated by the caller)."""
+    similarity = similarity_argument(similarity, metric, "approximate_knn")
     options = dict(options or {})
     check_options(backend, options)
     faiss = import_faiss()
-    q, r = faiss_inputs(query, query if ref is None else ref, metric)
+    q, r = faiss_inputs(query, query if ref is None else ref, similarity)
     if backend == "faiss_ivf":
-        index = _ivf_index(faiss, r, metric, options, seed)
+        index = _ivf_index(faiss, r, similarity, options, seed)
     else:
-        index = _hnsw_index(faiss, r, metric, options, k + int(ref is None))
-    return faiss_search(index, q, k, metric, exclude_self=ref is None)
+        index = _hnsw_index(faiss, r, similarity, options, k + int(ref is None))
+    return faiss_search(index, q, k, similarity, exclude_self=ref is None)
 
 
 def exact_sample(
     query: Tensor,
     ref: Tensor | None,
     k: int,
-    metric: str,
+    similarity: str,
     sample: Tensor,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> Tensor:
     """Exact top-``k`` indices ``(S, k)`` of the queries ``sample (S,)`` among all references
     (leave-one-out when ``ref`` is None: each sampled query's own row excluded by index)."""
     if ref is not None:
-        return knn(query[sample], ref, k, metric, memory_bytes)[0]
-    idx, val = knn(query[sample], query, k + 1, metric, memory_bytes)
+        return knn(query[sample], ref, k, similarity, memory_bytes)[0]
+    idx, val = knn(query[sample], query, k + 1, similarity, memory_bytes)
     return drop_own(idx, val, sample)[0]
 
 

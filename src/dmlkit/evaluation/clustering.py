@@ -78,6 +78,6 @@ def clustering_f1(labels: Tensor, clusters: Tensor) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def embedding_kmeans_input(emb: Tensor, metric: str) -> Tensor:
+def embedding_kmeans_input(emb: Tensor, similarity: str) -> Tensor:
     """Rows as k-means sees them: L2-normalised for cosine (spherical geometry)."""
-    return F.normalize(emb.float(), dim=1) if metric == "cosine" else emb.float()
+    return F.normalize(emb.float(), dim=1) if similarity == "cosine" else emb.float()

@@ -18,6 +18,8 @@ query classes. ``roc_auc``, ``eer``, ``tar_at_far`` and ``fnmr_at_fmr`` are the 
 metrics over all pairs (:mod:`.verification`): keys ``"roc_auc"``, ``"eer"``, and one
 ``"tar@far1e-3"`` / ``"fnmr@fmr1e-3"`` per rate of ``fmrs``.
 
+Every metric's name, keys, list depth and function are one row of :mod:`.metric_table`.
+
 ``knn_backend="faiss_ivf"`` or ``"faiss_hnsw"`` ranks with approximate search instead
 (:mod:`.approximate`, for collections too large for exact search on a CPU): the metrics then
 come from approximate top-K lists, and the result carries, beside them, the recall of those lists
@@ -34,7 +36,7 @@ official Recall@K counts only strictly better items ahead of the best relevant o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,10 +53,24 @@ from dmlkit.evaluation.approximate import (
     exact_sample,
     neighbour_recall,
 )
-from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, METRICS, chunk_rows, knn
+from dmlkit.evaluation.knn import (
+    DEFAULT_MEMORY_BYTES,
+    SIMILARITIES,
+    chunk_rows,
+    knn,
+    similarity_argument,
+)
 from dmlkit.evaluation.lloyd import kmeans
+from dmlkit.evaluation.metric_table import (
+    DEFAULT_METRICS,
+    FAMILIES,
+    METRIC_NAMES,
+    METRICS,
+    Metric,
+    RankedLists,
+)
 from dmlkit.evaluation.ranking import neighbour_relevance, rank_references
-from dmlkit.evaluation.verification import DEFAULT_FMRS, pair_counts, verification_metrics
+from dmlkit.evaluation.verification import DEFAULT_FMRS, pair_counts
 
 STANDARD_KS: dict[str, tuple[int, ...]] = {
     "cub": (1, 2, 4, 8),
@@ -62,26 +78,6 @@ STANDARD_KS: dict[str, tuple[int, ...]] = {
     "sop": (1, 10, 100, 1000),
     "inshop": (1, 10, 20, 30, 40, 50),
 }
-METRIC_NAMES: tuple[str, ...] = (
-    "recall",
-    "precision@1",
-    "precision_at_k",
-    "r_precision",
-    "map@r",
-    "map_at_k",
-    "mrr",
-    "nmi",
-    "ami",
-    "f1",
-    "roc_auc",
-    "eer",
-    "tar_at_far",
-    "fnmr_at_fmr",
-)
-DEFAULT_METRICS: tuple[str, ...] = ("recall", "precision@1", "r_precision", "map@r", "nmi")
-_CLUSTERING = ("nmi", "ami", "f1")
-_VERIFICATION = ("roc_auc", "eer", "tar_at_far", "fnmr_at_fmr")
-_BY_FIRST_RANK = ("recall", "mrr")
 KNN_BACKENDS: tuple[str, ...] = ("torch", "faiss", *APPROXIMATE_BACKENDS)
 
 
@@ -144,13 +140,13 @@ def _check_inputs(
     wanted: tuple[str, ...],
     ks: tuple[int, ...],
     average: str,
-    metric: str,
+    similarity: str,
     backends: tuple[str, str],
     knn_options: Mapping[str, Any],
     fmrs: tuple[float, ...],
 ) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity: expected one of {SIMILARITIES}, got {similarity!r}")
     knn_backend, kmeans_backend = backends
     if knn_backend not in KNN_BACKENDS:
         raise ValueError(f"knn_backend: expected one of {KNN_BACKENDS}, got {knn_backend!r}")
@@ -199,45 +195,21 @@ def _check_inputs(
     if query_labels.ndim != 1:
         if average == "per_class":
             raise ValueError("average='per_class' needs class ids (N,), got multi-hot labels")
-        if any(m in _CLUSTERING for m in wanted):
+        if any(METRICS[m].family == "clustering" for m in wanted):
             raise ValueError("nmi/ami/f1 need class ids (N,), got multi-hot labels")
 
 
 def _retrieval_metrics(
-    wanted: list[str],
-    ks: tuple[int, ...],
-    relevant: Tensor,
-    first_rank: Tensor,
-    num_relevant: Tensor,
-    groups: Tensor | None,
+    wanted: Sequence[Metric], ks: tuple[int, ...], lists: RankedLists, groups: Tensor | None
 ) -> dict[str, float]:
-    """Average each requested metric over the scored queries (see :mod:`.retrieval`)."""
-    r_max = int(num_relevant.max())
-    per_k: dict[str, tuple[str, Callable[[int], Tensor]]] = {
-        "recall": ("recall@{}", lambda k: retrieval.recall_at_k(first_rank, k)),
-        "precision_at_k": (
-            "precision@{}",
-            lambda k: retrieval.precision_at_k(relevant[:, :k], k),
-        ),
-        "map_at_k": (
-            "map@{}",
-            lambda k: retrieval.map_at_k(relevant[:, :k], num_relevant, k),
-        ),
-    }
-    single: dict[str, Callable[[], Tensor]] = {
-        "precision@1": lambda: retrieval.precision_at_k(relevant[:, :1], 1),
-        "r_precision": lambda: retrieval.r_precision(relevant[:, :r_max], num_relevant),
-        "map@r": lambda: retrieval.map_at_r(relevant[:, :r_max], num_relevant),
-        "mrr": lambda: retrieval.mrr(first_rank),
-    }
+    """Average each requested metric's per-query values over the scored queries."""
     results: dict[str, float] = {}
-    for name in wanted:
-        if name in per_k:
-            key, fn = per_k[name]
-            for k in ks:
-                results[key.format(k)] = _average(fn(k), groups)
+    for row in wanted:
+        if row.per == "k":
+            for key, k in zip(row.keys(ks), ks, strict=True):
+                results[key] = _average(row.function(lists, k), groups)
         else:
-            results[name] = _average(single[name](), groups)
+            results[row.name] = _average(row.function(lists, None), groups)
     return results
 
 
@@ -246,10 +218,10 @@ def _rank(
     q_labels: Tensor,
     ref_emb: Tensor | None,
     r_labels: Tensor,
-    wanted: tuple[str, ...],
+    wanted: Sequence[Metric],
     ks: tuple[int, ...],
     r_max: int,
-    metric: str,
+    similarity: str,
     memory_bytes: int,
     device: torch.device | str | None,
     backend: str,
@@ -263,36 +235,33 @@ def _rank(
     faiss, which gives no full ranking), at least 1.
     """
     available = r_labels.shape[0] - int(ref_emb is None)
-    per_k = [m for m in wanted if m in ("recall", "precision_at_k", "map_at_k")]
+    per_k = [m.name for m in wanted if m.per == "k"]
     if per_k and max(ks) > available:
         raise ValueError(f"ks: expected k <= {available} references for {per_k}, got {max(ks)}")
     list_len = 1
-    if (
-        "precision_at_k" in wanted
-        or "map_at_k" in wanted
-        or ("recall" in wanted and backend != "torch")
-    ):
-        list_len = max(ks)
-    if "r_precision" in wanted or "map@r" in wanted:
-        list_len = max(list_len, r_max)
-    if backend != "torch":
-        if "mrr" in wanted:
+    for m in wanted:
+        if m.depth == "all" and backend != "torch":
             raise ValueError(
-                f"metrics: 'mrr' needs the full ranking; knn_backend={backend!r} gives top-K lists"
+                f"metrics: {m.name!r} needs the full ranking; knn_backend={backend!r} gives "
+                "top-K lists"
             )
+        if m.by_first_rank and backend == "torch":
+            continue  # exact first ranks over all references, no list needed
+        list_len = max(list_len, {"1": 1, "k": max(ks), "R": r_max}.get(m.depth or "1", 1))
+    if backend != "torch":
         if backend == "faiss":
-            index, _ = knn(query_emb, ref_emb, list_len, metric, memory_bytes, device, "faiss")
+            index, _ = knn(query_emb, ref_emb, list_len, similarity, memory_bytes, device, "faiss")
         else:
             index, _ = approximate_knn(
-                query_emb, ref_emb, list_len, metric, backend, knn_options, seed
+                query_emb, ref_emb, list_len, similarity, backend, knn_options, seed
             )
         relevant = neighbour_relevance(q_labels, r_labels, index, memory_bytes)
         return relevant, retrieval.first_relevant_rank(relevant), index
-    if any(m in _BY_FIRST_RANK for m in wanted):  # a short list resolves most first ranks
+    if any(m.by_first_rank for m in wanted):  # a short list resolves most first ranks
         list_len = max(list_len, min(available, 16))
     r_given = None if ref_emb is None else r_labels
     ranking = rank_references(
-        query_emb, q_labels, ref_emb, r_given, list_len, metric, memory_bytes, device
+        query_emb, q_labels, ref_emb, r_given, list_len, similarity, memory_bytes, device
     )
     relevant = neighbour_relevance(q_labels, r_labels, ranking.index, memory_bytes)
     return relevant, ranking.first_rank, ranking.index
@@ -305,11 +274,12 @@ def neighbour_recall_depths(wanted: Sequence[str], ks: Sequence[int]) -> dict[st
     R-Precision, MAP@R -> ``knn_recall@R``."""
     depths: dict[str, int | None] = {}
     for name in wanted:
-        if name in ("recall", "precision_at_k", "map_at_k"):
+        depth = METRICS[name].depth
+        if depth == "k":
             depths.update({f"knn_recall@{k}": int(k) for k in ks})
-        elif name == "precision@1":
+        elif depth == "1":
             depths["knn_recall@1"] = 1
-        elif name in ("r_precision", "map@r"):
+        elif depth == "R":
             depths["knn_recall@R"] = None
     return {**depths, "knn_recall_queries": None}
 
@@ -322,7 +292,7 @@ def _neighbour_recall(
     num_relevant: Tensor,
     wanted: Sequence[str],
     ks: tuple[int, ...],
-    metric: str,
+    similarity: str,
     memory_bytes: int,
     sample_queries: int,
     seed: int,
@@ -335,7 +305,7 @@ def _neighbour_recall(
     pick = torch.randperm(candidates.numel(), generator=generator)[:sample_queries]
     sample = candidates[pick].sort().values
     list_len = index.shape[1]
-    exact = exact_sample(query_emb, ref_emb, list_len, metric, sample, memory_bytes)
+    exact = exact_sample(query_emb, ref_emb, list_len, similarity, sample, memory_bytes)
     out: dict[str, float] = {}
     for key, depth in neighbour_recall_depths(wanted, ks).items():
         if key == "knn_recall_queries":
@@ -357,7 +327,7 @@ def evaluate(
     ref_labels: Tensor | None = None,
     metrics: Sequence[str] | None = None,
     ks: Sequence[int] = (1, 2, 4, 8),
-    metric: str = "cosine",
+    similarity: str = "cosine",
     average: str = "micro",
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     device: torch.device | str | None = None,
@@ -367,13 +337,16 @@ def evaluate(
     kmeans_restarts: int = 1,
     knn_options: Mapping[str, Any] | None = None,
     fmrs: Sequence[float] = DEFAULT_FMRS,
+    *,
+    metric: str | None = None,
 ) -> EvalResult:
     """Retrieval and clustering metrics of ``query_emb (Q, D)`` against ``ref_emb (R, D)``.
 
     ``ref_emb=None``: leave-one-out retrieval among the queries (each query's own row excluded by
-    index). ``metrics``: names from :data:`METRIC_NAMES` (default :data:`DEFAULT_METRICS`);
-    ``"recall"``, ``"precision_at_k"`` and ``"map_at_k"`` give one value per k of ``ks``.
-    ``metric``: ``"cosine"``, ``"dot"`` or ``"euclidean"``. ``memory_bytes``: scratch bound of the
+    index). ``metrics``: names from :data:`METRIC_NAMES` (default :data:`DEFAULT_METRICS`; the
+    table: :mod:`.metric_table`); ``"recall"``, ``"precision_at_k"`` and ``"map_at_k"`` give one
+    value per k of ``ks``. ``similarity``: ``"cosine"``, ``"dot"`` or ``"euclidean"`` (``metric``:
+    its deprecated former keyword). ``memory_bytes``: scratch bound of the
     ranking and k-means. ``device``: where the products run (default: that of ``query_emb``).
     ``knn_backend="faiss"`` ranks with faiss (top-K lists only, so no ``"mrr"``);
     ``"faiss_ivf"``/``"faiss_hnsw"`` with approximate search (``knn_options``: see
@@ -388,6 +361,7 @@ def evaluate(
     >>> evaluate(emb, labels, metrics=["recall", "map@r"], ks=(1,)).to_dict()
     {'recall@1': 1.0, 'map@r': 1.0, 'num_queries': 4.0, 'num_excluded_queries': 0.0}
     """
+    similarity = similarity_argument(similarity, metric, "evaluate")
     wanted = tuple(DEFAULT_METRICS if metrics is None else metrics)
     ks = tuple(int(k) for k in ks)
     fmrs = tuple(float(f) for f in fmrs)
@@ -399,7 +373,7 @@ def evaluate(
         wanted,
         ks,
         average,
-        metric,
+        similarity,
         (knn_backend, kmeans_backend),
         knn_options or {},
         fmrs,
@@ -411,7 +385,8 @@ def evaluate(
     valid = num_relevant > 0
     results: dict[str, float] = {}
     recall: dict[str, float] = {}
-    retrieval_wanted = [m for m in wanted if m not in (*_CLUSTERING, *_VERIFICATION)]
+    by_family = {f: [METRICS[m] for m in wanted if METRICS[m].family == f] for f in FAMILIES}
+    retrieval_wanted = by_family["retrieval"]
     if retrieval_wanted:
         if not bool(valid.any()):
             raise ValueError(
@@ -424,10 +399,10 @@ def evaluate(
             q_labels,
             ref_emb,
             r_labels,
-            wanted,
+            retrieval_wanted,
             ks,
             int(num_relevant[valid].max()),
-            metric,
+            similarity,
             memory_bytes,
             device,
             knn_backend,
@@ -435,8 +410,8 @@ def evaluate(
             seed,
         )
         groups = q_labels[valid] if average == "per_class" else None
-        scored = (relevant[valid], first_rank[valid], num_relevant[valid])
-        results.update(_retrieval_metrics(retrieval_wanted, ks, *scored, groups))
+        lists = RankedLists(relevant[valid], first_rank[valid], num_relevant[valid])
+        results.update(_retrieval_metrics(retrieval_wanted, ks, lists, groups))
         if knn_backend in APPROXIMATE_BACKENDS:
             sample_queries = (knn_options or {}).get("sample_queries", DEFAULT_SAMPLE_QUERIES)
             recall = _neighbour_recall(
@@ -445,27 +420,30 @@ def evaluate(
                 index,
                 valid,
                 num_relevant,
-                retrieval_wanted,
+                [m.name for m in retrieval_wanted],
                 ks,
-                metric,
+                similarity,
                 memory_bytes,
                 sample_queries,
                 seed,
             )
-    clustering_wanted = [m for m in wanted if m in _CLUSTERING]
-    if clustering_wanted:
+    if by_family["clustering"]:
         k = int(torch.unique(q_labels).numel())
-        points = clustering.embedding_kmeans_input(query_emb, metric)
+        points = clustering.embedding_kmeans_input(query_emb, similarity)
         if device is not None:
             points = points.to(device)
         assign = kmeans(
             points, k, seed, kmeans_restarts, memory_bytes=memory_bytes, backend=kmeans_backend
         )
-        scorers = {"nmi": clustering.nmi, "ami": clustering.ami, "f1": clustering.clustering_f1}
-        for name in clustering_wanted:
-            results[name] = scorers[name](q_labels, assign)
-    verification_wanted = [m for m in wanted if m in _VERIFICATION]
-    if verification_wanted:
-        counts = pair_counts(query_emb, q_labels, ref_emb, ref_labels, metric, memory_bytes, device)
-        results.update(verification_metrics(counts, verification_wanted, fmrs))
+        for m in by_family["clustering"]:
+            results[m.name] = m.function(q_labels, assign)
+    if by_family["verification"]:
+        counts = pair_counts(
+            query_emb, q_labels, ref_emb, ref_labels, similarity, memory_bytes, device
+        )
+        for m in by_family["verification"]:
+            rates = fmrs if m.per == "rate" else (None,)
+            results.update(
+                {key: m.function(counts, f) for key, f in zip(m.keys(ks, fmrs), rates, strict=True)}
+            )
     return EvalResult(results, int(valid.sum()), int((~valid).sum()), ks, recall)

@@ -19,6 +19,7 @@ uses an exact flat faiss index instead (``pip install dmlkit[faiss]``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,8 +30,31 @@ from torch import Tensor
 from dmlkit.core.checks import check_embeddings
 from dmlkit.core.similarity import unit_rows
 
-METRICS: tuple[str, ...] = ("cosine", "dot", "euclidean")
+SIMILARITIES: tuple[str, ...] = ("cosine", "dot", "euclidean")
 DEFAULT_MEMORY_BYTES = 1 << 30
+
+
+def similarity_argument(similarity: str, metric: str | None, where: str) -> str:
+    """The similarity a public function was given: ``similarity``, or the value of ``metric``,
+    its former keyword, with a ``DeprecationWarning`` (``TypeError`` when both are given)."""
+    if metric is None:
+        return similarity
+    if similarity != "cosine":
+        raise TypeError(
+            f"{where}: got similarity={similarity!r} and metric={metric!r}; pass similarity= "
+            "only (metric= is its former name)"
+        )
+    warnings.warn(
+        f"{where}: the keyword metric= is deprecated, pass similarity={metric!r}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if metric not in SIMILARITIES:
+        raise ValueError(
+            f"metric: expected one of {SIMILARITIES}, got {metric!r} (metric= is the deprecated "
+            "name of similarity=)"
+        )
+    return metric
 
 
 def chunk_rows(num_ref: int, memory_bytes: int) -> int:
@@ -64,11 +88,11 @@ def score_blocks(
         yield start, out
 
 
-def prepare_embeddings(x: Tensor, metric: str, device: torch.device) -> Tensor:
+def prepare_embeddings(x: Tensor, similarity: str, device: torch.device) -> Tensor:
     """Float32 copy of ``x`` on ``device``, rows L2-normalised for ``cosine``
     (:func:`~dmlkit.core.similarity.unit_rows`: extreme norms rescaled, all-zero rows refused)."""
     x = x.detach().to(device=device, dtype=torch.float32)
-    return unit_rows(x) if metric == "cosine" else x
+    return unit_rows(x) if similarity == "cosine" else x
 
 
 def stable_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -98,7 +122,7 @@ def topk_blocks(
     query: Tensor,
     ref: Tensor | None,
     k: int,
-    metric: str = "cosine",
+    similarity: str = "cosine",
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     device: torch.device | str | None = None,
 ) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
@@ -110,9 +134,9 @@ def topk_blocks(
     them, on ``device``. Inputs are assumed validated (see :func:`knn`).
     """
     dev = torch.device(device) if device is not None else query.device
-    q_all = prepare_embeddings(query, metric, dev)
-    r_all = q_all if ref is None else prepare_embeddings(ref, metric, dev)
-    euclidean = metric == "euclidean"
+    q_all = prepare_embeddings(query, similarity, dev)
+    r_all = q_all if ref is None else prepare_embeddings(ref, similarity, dev)
+    euclidean = similarity == "euclidean"
     alpha, bias = (2.0, -(r_all * r_all).sum(1)) if euclidean else (1.0, None)
     for start, s in score_blocks(q_all, r_all, memory_bytes, alpha, bias):
         rows = s.shape[0]
@@ -130,13 +154,16 @@ def knn(
     query: Tensor,
     ref: Tensor | None = None,
     k: int = 1,
-    metric: str = "cosine",
+    similarity: str = "cosine",
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     device: torch.device | str | None = None,
     backend: str = "torch",
+    *,
+    metric: str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Exact top-``k`` references of every query; see the module docstring.
 
+    ``similarity``: one of :data:`SIMILARITIES` (``metric``: its deprecated former keyword).
     ``device``: where the products run (default: the device of ``query``); results come back on
     the CPU. ``backend``: ``"torch"`` (default) or ``"faiss"``.
 
@@ -144,22 +171,23 @@ def knn(
     >>> knn(q, None, k=1)[0].tolist()  # leave-one-out: 0 <-> 2, and 1's nearest other is 2
     [[2], [2], [0]]
     """
-    check_knn_arguments(query, ref, k, metric, backend)
+    similarity = similarity_argument(similarity, metric, "knn")
+    check_knn_arguments(query, ref, k, similarity, backend)
     if backend == "faiss":
-        return _faiss_knn(query, query if ref is None else ref, k, metric, ref is None)
+        return _faiss_knn(query, query if ref is None else ref, k, similarity, ref is None)
     out_idx, out_val = [], []
-    for _, _, idx, val in topk_blocks(query, ref, k, metric, memory_bytes, device):
+    for _, _, idx, val in topk_blocks(query, ref, k, similarity, memory_bytes, device):
         out_idx.append(idx.cpu())
         out_val.append(val.cpu())
     return torch.cat(out_idx), torch.cat(out_val)
 
 
 def check_knn_arguments(
-    query: Tensor, ref: Tensor | None, k: int, metric: str, backend: str
+    query: Tensor, ref: Tensor | None, k: int, similarity: str, backend: str
 ) -> None:
     """Validate :func:`knn`'s inputs; ``ValueError``/``TypeError`` naming what came."""
-    if metric not in METRICS:
-        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity: expected one of {SIMILARITIES}, got {similarity!r}")
     if backend not in ("torch", "faiss"):
         raise ValueError(f"backend: expected 'torch' or 'faiss', got {backend!r}")
     check_embeddings(query, "query")
@@ -186,17 +214,17 @@ def import_faiss() -> Any:
     return faiss
 
 
-def faiss_inputs(query: Tensor, ref: Tensor, metric: str) -> tuple[np.ndarray, np.ndarray]:
+def faiss_inputs(query: Tensor, ref: Tensor, similarity: str) -> tuple[np.ndarray, np.ndarray]:
     """Contiguous float32 numpy copies of ``query (Q, D)`` and ``ref (R, D)`` (rows
     L2-normalised for ``cosine``, so inner products are cosines)."""
     cpu = torch.device("cpu")
-    q = prepare_embeddings(query, metric, cpu).contiguous().numpy()
-    r = prepare_embeddings(ref, metric, cpu).contiguous().numpy()
+    q = prepare_embeddings(query, similarity, cpu).contiguous().numpy()
+    r = prepare_embeddings(ref, similarity, cpu).contiguous().numpy()
     return q, r
 
 
 def faiss_search(
-    index: Any, query: np.ndarray, k: int, metric: str, exclude_self: bool
+    index: Any, query: np.ndarray, k: int, similarity: str, exclude_self: bool
 ) -> tuple[Tensor, Tensor]:
     """Top-``k`` of ``query`` in the faiss ``index`` as :func:`knn` returns them: ``(indices
     (Q, k) int64, scores (Q, k) float32)``, scores negated for ``euclidean``. With
@@ -204,7 +232,7 @@ def faiss_search(
     index dropped (or its last entry when a duplicate pushed the query out)."""
     scores, idx = index.search(query, k + int(exclude_self))
     idx_t, val_t = torch.from_numpy(idx).long(), torch.from_numpy(scores).float()
-    if metric == "euclidean":
+    if similarity == "euclidean":
         val_t = -val_t
     if exclude_self:
         return drop_own(idx_t, val_t, torch.arange(query.shape[0]))
@@ -221,12 +249,14 @@ def drop_own(index: Tensor, values: Tensor, own: Tensor) -> tuple[Tensor, Tensor
 
 
 def _faiss_knn(
-    query: Tensor, ref: Tensor, k: int, metric: str, exclude_self: bool
+    query: Tensor, ref: Tensor, k: int, similarity: str, exclude_self: bool
 ) -> tuple[Tensor, Tensor]:
     faiss = import_faiss()
-    q, r = faiss_inputs(query, ref, metric)
+    q, r = faiss_inputs(query, ref, similarity)
     index = (
-        faiss.IndexFlatL2(r.shape[1]) if metric == "euclidean" else faiss.IndexFlatIP(r.shape[1])
+        faiss.IndexFlatL2(r.shape[1])
+        if similarity == "euclidean"
+        else faiss.IndexFlatIP(r.shape[1])
     )
     index.add(r)
-    return faiss_search(index, q, k, metric, exclude_self)
+    return faiss_search(index, q, k, similarity, exclude_self)

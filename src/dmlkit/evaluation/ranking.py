@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, topk_blocks
+from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, similarity_argument, topk_blocks
 from dmlkit.evaluation.retrieval import first_relevant_rank
 
 
@@ -85,23 +85,27 @@ def rank_references(
     ref: Tensor | None,
     r_labels: Tensor | None,
     k: int,
-    metric: str = "cosine",
+    similarity: str = "cosine",
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     device: torch.device | str | None = None,
+    *,
+    metric: str | None = None,
 ) -> Ranking:
-    """Top-``k`` list and exact first-relevant rank of every query; see the module docstring.
+    """Top-``k`` list and exact first-relevant rank of every query under ``similarity``
+    (``metric``: its deprecated former keyword); see the module docstring.
 
     Shapes: ``query (Q, D)``, ``q_labels (Q,)`` or ``(Q, C)``, ``ref (R, D)`` and ``r_labels``
     likewise, or both None for leave-one-out on the queries. Inputs are assumed validated (by
     :func:`.evaluator.evaluate`); ``1 <= k <=`` the number of references available.
     """
+    similarity = similarity_argument(similarity, metric, "rank_references")
     dev = torch.device(device) if device is not None else query.device
     ql = q_labels.to(dev)
     rl = ql if r_labels is None else r_labels.to(dev)
     # rows scored in full at a time: ~16 bytes of scratch per score, half the budget
     piece = max(1, memory_bytes // (32 * rl.shape[0]))
     indices, ranks = [], []
-    for start, s, idx, _ in topk_blocks(query, ref, k, metric, memory_bytes, dev):
+    for start, s, idx, _ in topk_blocks(query, ref, k, similarity, memory_bytes, dev):
         block_labels = ql[start : start + s.shape[0]]
         first = first_relevant_rank(neighbour_relevance(block_labels, rl, idx, memory_bytes))
         for rows in torch.nonzero(first < 0).squeeze(1).split(piece):

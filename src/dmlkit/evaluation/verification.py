@@ -32,13 +32,13 @@ never a list of all pairs. Time: two ``N x R x D`` products plus ``N_imp log U``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, prepare_embeddings
+from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, prepare_embeddings, similarity_argument
 
 DEFAULT_FMRS: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
 BYTES_PER_PAIR = 32  # score, masks, selected scores and their int64 places
@@ -51,16 +51,6 @@ def rate_name(rate: float) -> str:
     if mantissa == "1" and float(text) == rate:
         return f"1e{int(exponent)}"
     return f"{rate:g}"
-
-
-def tar_key(fmr: float) -> str:
-    """Metric key of TAR@FAR=``fmr``: ``"tar@far1e-3"``."""
-    return f"tar@far{rate_name(fmr)}"
-
-
-def fnmr_key(fmr: float) -> str:
-    """Metric key of FNMR@FMR=``fmr``: ``"fnmr@fmr1e-3"``."""
-    return f"fnmr@fmr{rate_name(fmr)}"
 
 
 @dataclass
@@ -101,7 +91,7 @@ def _pair_blocks(
     q_labels: Tensor,
     ref: Tensor | None,
     r_labels: Tensor,
-    metric: str,
+    similarity: str,
     memory_bytes: int,
     device: torch.device | str | None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
@@ -113,10 +103,10 @@ def _pair_blocks(
     query row against every reference.
     """
     dev = torch.device(device) if device is not None else query.device
-    q = prepare_embeddings(query, metric, dev)
-    r = q if ref is None else prepare_embeddings(ref, metric, dev)
-    rq = (q * q).sum(1) if metric == "euclidean" else None
-    rr = (r * r).sum(1) if metric == "euclidean" else None
+    q = prepare_embeddings(query, similarity, dev)
+    r = q if ref is None else prepare_embeddings(ref, similarity, dev)
+    rq = (q * q).sum(1) if similarity == "euclidean" else None
+    rr = (r * r).sum(1) if similarity == "euclidean" else None
     q_lab, r_lab = q_labels.to(dev), r_labels.to(dev)
     num_ref = r.shape[0]
     step = max(1, int(memory_bytes) // (BYTES_PER_PAIR * max(num_ref, 1)))
@@ -148,22 +138,26 @@ def pair_counts(
     query_labels: Tensor,
     ref_emb: Tensor | None = None,
     ref_labels: Tensor | None = None,
-    metric: str = "cosine",
+    similarity: str = "cosine",
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     device: torch.device | str | None = None,
+    *,
+    metric: str | None = None,
 ) -> PairCounts:
-    """The :class:`PairCounts` of all pairs (module docstring); inputs are assumed validated
-    (see :func:`dmlkit.evaluation.evaluate`). ``ValueError`` when there is no genuine or no
-    impostor pair.
+    """The :class:`PairCounts` of all pairs (module docstring) under ``similarity`` (``metric``:
+    its deprecated former keyword); inputs are assumed validated (see
+    :func:`dmlkit.evaluation.evaluate`). ``ValueError`` when there is no genuine or no impostor
+    pair.
 
     The second pass places every score of a block (no masked copies) and subtracts the genuine
     pairs' places, computed once from the genuine scores.
     """
+    similarity = similarity_argument(similarity, metric, "pair_counts")
     r_labels = query_labels if ref_labels is None else ref_labels
 
     def blocks() -> Iterator[tuple[Tensor, Tensor]]:
         return _pair_blocks(
-            query_emb, query_labels, ref_emb, r_labels, metric, memory_bytes, device
+            query_emb, query_labels, ref_emb, r_labels, similarity, memory_bytes, device
         )
 
     parts = []
@@ -171,7 +165,7 @@ def pair_counts(
         parts.append(s[same].cpu())
         if bool(torch.isnan(s).any()) or not bool(torch.isfinite(parts[-1]).all()):
             raise ValueError(
-                f"embeddings: expected finite pair scores, got NaN or inf ({metric} of "
+                f"embeddings: expected finite pair scores, got NaN or inf ({similarity} of "
                 "embeddings whose products overflow float32); rescale the embeddings"
             )
     genuine_scores = torch.cat(parts)
@@ -265,25 +259,3 @@ def tar_at_far(counts: PairCounts, fmr: float) -> tuple[float, float]:
         return 0.0, float("inf")
     j = int(ok[0])  # FMR falls as the threshold rises: the lowest feasible threshold
     return float(tars[j]), float(counts.values[j])
-
-
-def verification_metrics(
-    counts: PairCounts, wanted: Sequence[str], fmrs: Sequence[float] = DEFAULT_FMRS
-) -> dict[str, float]:
-    """``{"roc_auc", "eer", "tar@far<f>", "fnmr@fmr<f>"}`` for the names in ``wanted``
-    (``"roc_auc"``, ``"eer"``, ``"tar_at_far"``, ``"fnmr_at_fmr"``), one key per ``f`` of
-    ``fmrs`` for the last two."""
-    out: dict[str, float] = {}
-    for name in wanted:
-        if name == "roc_auc":
-            out["roc_auc"] = roc_auc(counts)
-        elif name == "eer":
-            out["eer"] = equal_error_rate(counts)
-        else:
-            for f in fmrs:
-                tar = tar_at_far(counts, f)[0]
-                if name == "tar_at_far":
-                    out[tar_key(f)] = tar
-                else:
-                    out[fnmr_key(f)] = 1.0 - tar
-    return out

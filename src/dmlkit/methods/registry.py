@@ -8,8 +8,10 @@ A method changes a run in these places, and nothing else:
   own optimizer parameter group.
 - :meth:`TrainingMethod.callbacks` adds trainer callbacks (:mod:`dmlkit.methods.hooks`), which
   run before the callbacks a user passes and keep their state in checkpoints.
-- :meth:`TrainingMethod.train_step` is one training iteration (default: one optimizer step on
-  the loss of the batch); a method may take several optimizer steps, on other batches too.
+- :meth:`TrainingMethod.train_step` may replace the trainer's step
+  (:meth:`dmlkit.training.Trainer.train_step`: forward, gather, loss, backward, optimizer step)
+  with an iteration of its own, e.g. several optimizer steps, on other batches too; by default it
+  returns ``None`` and the trainer's step runs.
 - :meth:`TrainingMethod.eval_views` picks the embedding that is scored (and selects the model)
   from the model's output and adds named views scored alongside (``"view/metric"`` keys);
   :meth:`TrainingMethod.log_fields` adds values to the train log records.
@@ -46,14 +48,13 @@ class TrainingMethod:
 
     def train_step(
         self, trainer: TrainerView, images: Tensor, labels: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """One iteration on the batch ``images``, ``labels (B,)`` (on the device): the loss of
-        the global batch (all ranks' rows, :meth:`TrainerView.gather`); returns the detached loss
-        and the local embeddings ``(B, D)``. The trainer steps the schedule afterwards."""
-        emb = trainer.forward(images)
-        loss: Tensor = trainer.loss_fn(*trainer.gather(emb, labels))
-        trainer.optimizer_step(loss)
-        return loss.detach(), emb.detach()
+    ) -> tuple[Tensor, Tensor] | None:
+        """An iteration of the method's own in place of the trainer's step, or ``None`` (the
+        default) for the trainer's step. Given the batch ``images``, ``labels (B,)`` (on the
+        device), a method that replaces the step drives it through ``trainer.forward``,
+        ``trainer.gather`` and ``trainer.optimizer_step`` and returns the detached loss and the
+        local embeddings ``(B, D)``. The trainer steps the schedule afterwards."""
+        return None
 
     def eval_views(self, emb: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """From evaluated model outputs ``emb (N, D)``: the embedding to score and select on,

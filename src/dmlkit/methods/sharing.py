@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from dmlkit.core.checks import check_positive
 from dmlkit.evaluation.heads import head_embeddings
@@ -55,17 +56,20 @@ MODES = ("one_step", "two_step")
 
 class ShuffledBatches(Callback):
     """The shuffled batches of the two-step shared task, resumable: its state is the epoch and
-    the number of batches taken from it (the loader's workers may have drawn more)."""
+    the number of batches taken from it (the loader's workers may have drawn more). One loader
+    over the shuffled sampler serves every epoch (an iterator per epoch)."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
         self.sampler: ShuffledBatchSampler | None = None
         self.state = {"epoch": 0, "position": 0}
+        self._loader: DataLoader | None = None
         self._iterator: Iterator[Any] | None = None
         self._trainer: TrainerView | None = None
 
     def on_train_start(self, trainer: TrainerView) -> None:
         self._trainer = trainer
+        self._loader = None
         self._iterator = None
 
     def next_batch(self, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -75,11 +79,13 @@ class ShuffledBatches(Callback):
         if self.sampler is None:
             num_items = len(self._trainer.train_labels)
             self.sampler = ShuffledBatchSampler(num_items, batch_size, self.seed)
+        if self._loader is None:
+            self._loader = self._trainer.train_loader(self.sampler)
         if self._iterator is None:
             if self.state["position"] >= len(self.sampler):  # the saved epoch was finished
                 self.state = {"epoch": self.state["epoch"] + 1, "position": 0}
             self.sampler.load_state_dict({**self.state, "seed": self.seed})
-            self._iterator = iter(self._trainer.train_loader(self.sampler))
+            self._iterator = iter(self._loader)
         batch = next(self._iterator, None)
         if batch is None:  # this epoch is finished: the next call starts the next one
             self._iterator = None
@@ -178,9 +184,11 @@ class Sharing(TrainingMethod):
 
     def train_step(
         self, trainer: TrainerView, images: Tensor, labels: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor] | None:
+        """``two_step``: two optimizer steps (module docstring); ``one_step``: the trainer's
+        step on the whole objective."""
         if self.mode == "one_step":
-            return super().train_step(trainer, images, labels)
+            return None
         loss_fn = self._loss()
         emb = trainer.forward(images)
         disc = loss_fn.task_loss(emb, labels, DISCRIMINATIVE)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import yaml
 
+from dmlkit.evaluation.metric_table import COUNTS
 from dmlkit.reporting.figures import (
     curves_figure,
     map_figure,
@@ -41,7 +42,6 @@ from dmlkit.reporting.fonts import label_fonts
 from dmlkit.reporting.neighbours import MIN_MAP_POINTS, project_2d, retrieve
 from dmlkit.reporting.page import Section, metrics_table, render_page
 from dmlkit.reporting.run import RunFolder, TestEmbeddings, load_run
-from dmlkit.training.evaluate import COUNTS
 from dmlkit.training.run_metrics import RunMetrics
 
 EVAL_FIELDS = ("kind", "step", "epoch", "split")

@@ -42,7 +42,7 @@ def retrieve(
     num_queries: int,
     top_k: int,
     seed: int,
-    metric: str = "cosine",
+    similarity: str = "cosine",
 ) -> Retrieval:
     """Queries and their top-``top_k`` neighbours (module docstring); needs ``N > top_k``."""
     n = len(emb)
@@ -54,7 +54,7 @@ def retrieve(
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(n, size=num_queries, replace=False))
     x = torch.from_numpy(emb)
-    idx, val = knn(x[torch.from_numpy(queries)], x, k=top_k + 1, metric=metric)
+    idx, val = knn(x[torch.from_numpy(queries)], x, k=top_k + 1, similarity=similarity)
     neighbours = np.empty((num_queries, top_k), dtype=np.int64)
     scores = np.empty((num_queries, top_k), dtype=np.float32)
     for row, query in enumerate(queries):

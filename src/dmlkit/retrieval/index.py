@@ -36,7 +36,7 @@ from torch import Tensor
 
 from dmlkit.core.checks import check_embeddings
 from dmlkit.core.serialization import CheckpointError, read_state, write_state
-from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, METRICS, topk_blocks
+from dmlkit.evaluation.knn import DEFAULT_MEMORY_BYTES, SIMILARITIES, topk_blocks
 from dmlkit.retrieval import faiss_backend
 
 KIND = "index"
@@ -59,8 +59,8 @@ class EmbeddingIndex:
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim: expected a positive embedding size, got {dim!r}")
-        if metric not in METRICS:
-            raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+        if metric not in SIMILARITIES:
+            raise ValueError(f"metric: expected one of {SIMILARITIES}, got {metric!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         if backend != "exact":

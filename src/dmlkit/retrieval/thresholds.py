@@ -32,7 +32,7 @@ def calibrate(emb: Tensor, labels: Tensor, fmr: float, metric: str = "cosine") -
     check_labels(labels, emb.shape[0], "labels")
     if not 0.0 < fmr < 1.0:
         raise ValueError(f"fmr: expected a false match rate in (0, 1), got {fmr}")
-    counts = pair_counts(emb, labels, metric=metric)
+    counts = pair_counts(emb, labels, similarity=metric)
     tar, threshold = tar_at_far(counts, fmr)
     if tar == 0.0:
         raise ValueError(

@@ -16,6 +16,9 @@ the user may pass instead. Checkpoints of the old pickle format (dmlkit 0.1) are
 :func:`convert_legacy` (``dmlkit convert OLD NEW``) rewrites one in the current format, reading it
 with PyTorch's restricted unpickler (numpy arrays of the RNG state allowed), so that conversion
 runs no code either.
+
+What a run saves: :func:`last_state` (``last.pt``, everything an exact resume needs, restored by
+:func:`restore_last`) and :func:`best_state` (``best.pt``, the selected model).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import io
 import pickle
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from dmlkit.config import config_diff, config_from_dict, config_to_dict
 from dmlkit.core.serialization import (
     LEGACY_MAGIC,
     CheckpointError,
@@ -37,7 +41,10 @@ from dmlkit.core.serialization import (
     read_state,
     write_state,
 )
-from dmlkit.training.seed import rng_state_from_legacy
+from dmlkit.training.seed import capture_rng_state, restore_rng_state, rng_state_from_legacy
+
+if TYPE_CHECKING:
+    from dmlkit.training.trainer import Trainer
 
 KIND = "checkpoint"
 # What the numpy arrays of an old checkpoint's RNG state unpickle through, under the names numpy 2
@@ -52,7 +59,51 @@ LEGACY_NUMPY_GLOBALS: list[Any] = [
     (_reconstruct, "numpy.core.multiarray._reconstruct"),
 ]
 
-__all__ = ["CheckpointError", "convert_legacy", "load_checkpoint", "save_checkpoint"]
+# Fields that may differ between a run and its resume: where it writes, how it shows progress and
+# how many loader workers and threads it uses (augmentation is seeded per item, so workers change
+# nothing), and what it does with a non-finite step (to resume a stopped run with ``skip``).
+RESUME_FREE = (
+    "output.",
+    "train.progress",
+    "train.nonfinite",
+    "train.dist_timeout",
+    "data.num_workers",
+    "data.worker_threads",
+)
+# ``last.pt`` key -> the trainer's attribute saved through its ``state_dict``.
+STATEFUL = {
+    "model": "model",
+    "loss": "loss_fn",
+    "optimizer": "optimizer",
+    "scheduler": "scheduler",
+    "scaler": "scaler",
+    "callbacks": "callbacks",
+}
+# The trainer's progress, saved as plain values under its own names.
+PROGRESS = (
+    "step",
+    "epoch",
+    "batch_in_epoch",
+    "before",
+    "best",
+    "last_test",
+    "stale_evals",
+    "nonfinite_skipped",
+    "stopped",
+    "train_time_s",
+)
+# Values of progress fields that older checkpoints lack (the non-finite policy came later).
+ADDED_LATER: dict[str, Any] = {"nonfinite_skipped": 0}
+
+__all__ = [
+    "CheckpointError",
+    "best_state",
+    "convert_legacy",
+    "last_state",
+    "load_checkpoint",
+    "restore_last",
+    "save_checkpoint",
+]
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path, keep_previous: bool = True) -> Path:
@@ -134,3 +185,56 @@ def convert_legacy(old: str | Path, new: str | Path) -> Path:
     if "rng" in state:
         state["rng"] = rng_state_from_legacy(state["rng"])
     return save_checkpoint(state, new, keep_previous=False)
+
+
+def last_state(trainer: Trainer) -> dict[str, Any]:
+    """The content of ``last.pt``: the config, the states of the model, loss, optimizer,
+    scheduler, scaler and callbacks (``STATEFUL``), the sampler at the trainer's position, the
+    global RNG states, the trainer's progress (``PROGRESS``) and the log position."""
+    if trainer.logger is None:
+        raise RuntimeError("checkpoints are written only inside fit()")
+    state: dict[str, Any] = {"kind": "last", "config": config_to_dict(trainer.config)}
+    state.update({key: getattr(trainer, name).state_dict() for key, name in STATEFUL.items()})
+    state.update({name: getattr(trainer, name) for name in PROGRESS})
+    state["sampler"] = trainer.sampler_state()
+    state["rng"] = capture_rng_state()
+    state["log_position"] = trainer.logger.position()
+    return state
+
+
+def restore_last(trainer: Trainer, path: Path) -> dict[str, int]:
+    """Restore into ``trainer`` the ``last.pt`` at ``path`` (its previous file when it is
+    damaged), after checking that the config matches the trainer's except for ``RESUME_FREE``;
+    returns the log position to cut the logs to."""
+    state = load_checkpoint(path, fallback=True)
+    if state.get("kind") != "last":
+        raise ValueError(
+            f"{path}: expected the 'last' checkpoint of a run, got {state.get('kind')!r}"
+        )
+    saved = config_from_dict(state["config"])
+    differ = [d for d in config_diff(saved, trainer.config) if not d.startswith(RESUME_FREE)]
+    if differ:
+        raise ValueError(
+            f"--resume: the config differs from the one of {trainer.run_dir}:\n  "
+            + "\n  ".join(differ)
+        )
+    for key, name in STATEFUL.items():
+        getattr(trainer, name).load_state_dict(state[key])
+    trainer.sampler.load_state_dict(state["sampler"])
+    for name in PROGRESS:
+        setattr(trainer, name, state[name] if name in state else ADDED_LATER[name])
+    restore_rng_state(state["rng"])
+    return dict(state["log_position"])
+
+
+def best_state(trainer: Trainer) -> dict[str, Any]:
+    """The content of ``best.pt``: the config, the step, the model and loss states and the
+    selection (``trainer.best`` without its test metrics)."""
+    return {
+        "kind": "best",
+        "config": config_to_dict(trainer.config),
+        "step": trainer.step,
+        "model": trainer.model.state_dict(),
+        "loss": trainer.loss_fn.state_dict(),
+        "selection": {k: v for k, v in trainer.best.items() if k != "test"},
+    }

@@ -24,33 +24,21 @@ from dmlkit.evaluation import (
     neighbour_recall_depths,
 )
 from dmlkit.evaluation.approximate import check_options
-from dmlkit.evaluation.verification import DEFAULT_FMRS, fnmr_key, tar_key
+from dmlkit.evaluation.metric_table import COUNTS, metric_keys
 from dmlkit.methods import TrainingMethod
 from dmlkit.training.amp import autocast
 from dmlkit.training.distributed import DistributedContext, gather_sharded
 from dmlkit.training.loaders import loader_options
 
-PER_K = {"recall": "recall@{}", "precision_at_k": "precision@{}", "map_at_k": "map@{}"}
-PER_RATE = {"tar_at_far": tar_key, "fnmr_at_fmr": fnmr_key}
-COUNTS = ("num_queries", "num_excluded_queries")
 QUERY_GALLERY = "query_gallery"
-
-
-def metric_keys(name: str, ks: Sequence[int], fmrs: Sequence[float] = DEFAULT_FMRS) -> list[str]:
-    """The keys metric ``name`` reports: one per k (``recall@1``), one per false match rate
-    (``tar@far1e-3``), or the name itself."""
-    if name in PER_K:
-        return [PER_K[name].format(k) for k in ks]
-    if name in PER_RATE:
-        return [PER_RATE[name](f) for f in fmrs]
-    return [name]
 
 
 def metric_columns(
     metrics: Sequence[str], ks: Sequence[int], knn_backend: str = "torch"
 ) -> list[str]:
-    """The keys an evaluation with ``metrics`` and ``ks`` reports, in order, without repeats;
-    with an approximate ``knn_backend`` the neighbour recall of the retrieval metrics too."""
+    """The keys an evaluation with ``metrics`` and ``ks`` reports, in order, without repeats
+    (:mod:`dmlkit.evaluation.metric_table`; ``ValueError`` for an unknown name); with an
+    approximate ``knn_backend`` the neighbour recall of the retrieval metrics too."""
     columns: list[str] = []
     for name in metrics:
         for key in metric_keys(name, ks):
@@ -143,7 +131,7 @@ def score(
             ref_labels,
             metrics=config.metrics,
             ks=config.ks,
-            metric=config.similarity,
+            similarity=config.similarity,
             seed=seed,
             knn_backend=config.knn_backend,
             knn_options=config.knn_options,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dmlkit.training.evaluate import COUNTS
+from dmlkit.evaluation.metric_table import COUNTS
 from dmlkit.training.run_metrics import RunMetrics
 
 

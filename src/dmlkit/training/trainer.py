@@ -3,12 +3,22 @@
     trainer = Trainer(config, run_dir)          # builds data, sampler, model, loss, optimizer
     metrics = trainer.fit()                     # trains, evaluates, checkpoints, writes metrics.json
 
-One optimizer step: m-per-class batch -> model under autocast -> float32 embeddings -> loss ->
-(scaled) backward -> ``on_after_backward`` callbacks -> optional gradient clipping -> optimizer and
-scaler step -> schedule step. The loss is the configured ``loss`` as the configured ``method``
-wraps it, and the method's callbacks run before the ones passed in. A method may replace the
-iteration (``TrainingMethod.train_step``, e.g. two optimizer steps) and choose which view of the
-model's output is evaluated (``TrainingMethod.eval_views``).
+The step, :meth:`Trainer.train_step` (the first method after ``__init__``)::
+
+    emb = forward(images)                       # (B, D) float32, the model under autocast
+    emb, labels = gather(emb, labels)           # all ranks' rows (W B, D), (W B,); one process: as is
+    loss = loss_fn(emb, labels)                 # the configured loss as the method wraps it
+    optimizer_step(loss)                        # zero grads, (scaled) backward, on_after_backward,
+                                                # non-finite check, clipping, optimizer/scaler step
+    scheduler.step()
+
+The batches are m-per-class (the run's one training loader, ``Trainer.loader``). A method changes
+the step through named hooks only: ``TrainingMethod.wrap_loss`` builds ``loss_fn``, its
+callbacks' ``on_after_backward`` change the gradients (CCP's proximal term) and ``on_batch_end``
+sees each finished step; ``TrainingMethod.train_step`` replaces the whole iteration (the one user
+is sharing's ``two_step`` mode: two optimizer steps); ``TrainingMethod.eval_views`` chooses which
+view of the model's output is evaluated. The method's callbacks run before the ones passed in.
+
 Every ``eval_every`` steps and at the end the model is scored on the validation split (model
 selection, ``best.pt``) and on the test split; ``train.select_on_test`` selects on test instead.
 Every ``checkpoint_every`` steps and at the end ``last.pt`` holds everything an exact resume needs:
@@ -17,6 +27,11 @@ RNG states, the best selection so far, the callbacks' states and the log positio
 A step whose loss or gradients are not finite stops the run (``train.nonfinite: stop``, with
 ``last.pt`` written and the step and batch items named) or is skipped and counted (``skip``);
 non-finite embeddings always stop. See :mod:`dmlkit.training.nonfinite`.
+
+The jobs around the loop live in their own modules: :mod:`~dmlkit.training.checkpoint` (what
+``last.pt`` and ``best.pt`` hold, resume), :mod:`~dmlkit.training.nonfinite`,
+:mod:`~dmlkit.training.selection` (best model, early stopping) and
+:mod:`~dmlkit.training.outputs` (metrics.json, test embeddings).
 
 Under ``torchrun`` (several processes, see :mod:`dmlkit.training.distributed`) each rank trains on
 its own ``data.batch_size`` rows of the global batch, the loss sees all ranks' rows
@@ -40,26 +55,17 @@ Ctrl-C in a single-process run stops after the current step with ``last.pt`` wri
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from dmlkit.config import (
-    ExperimentConfig,
-    config_diff,
-    config_from_dict,
-    config_to_dict,
-    save_config,
-)
+from dmlkit.config import ExperimentConfig, save_config
 from dmlkit.core.progress import Progress
 from dmlkit.core.serialization import remove_stale_tmp
 from dmlkit.training.amp import autocast, grad_scaler
@@ -73,7 +79,7 @@ from dmlkit.training.build import (
     resolve_device,
 )
 from dmlkit.training.callbacks import BatchEnd, Callback, CallbackList
-from dmlkit.training.checkpoint import load_checkpoint, save_checkpoint
+from dmlkit.training.checkpoint import last_state, restore_last, save_checkpoint
 from dmlkit.training.compile import compile_step, use_channels_last
 from dmlkit.training.distributed import (
     data_parallel,
@@ -90,23 +96,13 @@ from dmlkit.training.evaluate import (
 from dmlkit.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from dmlkit.training.loaders import loader_options
 from dmlkit.training.logging import RunLogger
-from dmlkit.training.nonfinite import NonFiniteError, nonfinite_what
+from dmlkit.training.nonfinite import check_step, handle_nonfinite
 from dmlkit.training.optim import build_optimizer, build_scheduler
+from dmlkit.training.outputs import run_outputs
 from dmlkit.training.run_metrics import RunMetrics
 from dmlkit.training.rundir import has_checkpoint
-from dmlkit.training.seed import capture_rng_state, restore_rng_state, seed_everything
-
-# Fields that may differ between a run and its resume: where it writes, how it shows progress and
-# how many loader workers and threads it uses (augmentation is seeded per item, so workers change
-# nothing), and what it does with a non-finite step (to resume a stopped run with ``skip``).
-RESUME_FREE = (
-    "output.",
-    "train.progress",
-    "train.nonfinite",
-    "train.dist_timeout",
-    "data.num_workers",
-    "data.worker_threads",
-)
+from dmlkit.training.seed import seed_everything
+from dmlkit.training.selection import evaluate_and_select
 
 
 class Trainer:
@@ -114,8 +110,8 @@ class Trainer:
 
     ``resume=True`` continues from ``run_dir/checkpoints/last.pt`` (falling back to the previous
     checkpoint with a one-line notice when it is damaged); the config must match the saved one
-    except for the fields of ``RESUME_FREE``. A run folder without any checkpoint (a run that
-    stopped before its first one) is started over, with a notice.
+    except for the fields of :data:`~dmlkit.training.checkpoint.RESUME_FREE`. A run folder without
+    any checkpoint (a run that stopped before its first one) is started over, with a notice.
     """
 
     def __init__(
@@ -194,6 +190,61 @@ class Trainer:
         self.run_metrics: RunMetrics | None = None
         self.console = Progress(cfg.train.steps, cfg.train.progress and self.dist.is_main)
 
+    # ------------------------------------------------------------------------------ the step
+
+    def train_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One training iteration on a batch ``images``, ``labels (B,)`` (module docstring), then
+        one schedule step; returns the detached loss (0-dim), the local embeddings ``(B, D)`` and
+        the labels on the device. A method whose ``train_step`` returns a result has replaced the
+        iteration (sharing's ``two_step``)."""
+        labels = labels.to(self.device, non_blocking=True)
+        replaced = self.method.train_step(self, images, labels)
+        if replaced is not None:
+            loss, emb = replaced
+        else:
+            emb = self.forward(images)  # (B, D) float32
+            global_emb, global_labels = self.gather(emb, labels)  # (W B, D), (W B,)
+            loss = self.loss_fn(global_emb, global_labels)
+            self.optimizer_step(loss)  # backward, on_after_backward, clipping, update
+            loss, emb = loss.detach(), emb.detach()
+        self.scheduler.step()
+        return loss, emb, labels
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Float32 embeddings ``(B, D)`` of a training batch (model under autocast)."""
+        images = images.to(self.device, non_blocking=True)
+        with autocast(self.device, self.config.train.amp):
+            emb = self.train_model(images)
+        emb = emb.float()
+        bad = self.dist.ranks_where(not bool(torch.isfinite(emb.detach()).all()), self.device)
+        if bad:  # every rank stops together, and rank 0 writes last.pt
+            where = f" on rank {', '.join(map(str, bad))}" if self.dist.is_distributed else ""
+            handle_nonfinite(self, f"model output{where}", "stop")
+        return emb
+
+    def gather(self, emb: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The global batch ``(W B, D)``, ``(W B,)``: every rank's embeddings and labels in rank
+        order, the local rows keeping their gradient (scaled by ``W``, see
+        :mod:`dmlkit.training.distributed`); ``emb``, ``labels`` themselves in one process."""
+        return gather_rows(emb, self.dist), gather_rows(labels, self.dist)
+
+    def optimizer_step(self, loss: Tensor) -> None:
+        """Zero the gradients, (scaled) backward, ``on_after_backward``, the ``train.nonfinite``
+        check, optional clipping, optimizer and scaler step (no schedule step)."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.dist.average_gradients(self.loss_fn)  # the loss's parameters; DDP averages the model's
+        self.callbacks.on_after_backward(self)  # methods add to or change the gradients
+        if check_step(self, loss):  # a non-finite step skipped (or the run stopped)
+            return
+        if cfg.optimizer.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, cfg.optimizer.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
     # ----------------------------------------------------------------------------- the run
 
     def fit(self) -> dict[str, Any]:
@@ -222,7 +273,7 @@ class Trainer:
             checkpoints.mkdir(parents=True, exist_ok=True)
             remove_stale_tmp(checkpoints)
         if self.resume:
-            position = self.load(checkpoints / "last.pt")
+            position = restore_last(self, checkpoints / "last.pt")
         else:
             position = None
             if self.dist.is_main:
@@ -272,7 +323,7 @@ class Trainer:
                     self, BatchEnd(self.step, self.epoch, loss, emb, labels)
                 )
                 if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
-                    self.periodic_eval(final=last)
+                    evaluate_and_select(self, final=last)
                 if (
                     (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
                     or last
@@ -286,93 +337,6 @@ class Trainer:
                 tick = time.perf_counter()
                 if self.step >= stop_step or self.stopped:
                     break
-
-    def train_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One training iteration (the method's, by default one optimizer step on the batch),
-        then one schedule step; returns the detached loss, embeddings and labels."""
-        labels = labels.to(self.device, non_blocking=True)
-        loss, emb = self.method.train_step(self, images, labels)
-        self.scheduler.step()
-        return loss, emb, labels
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Float32 embeddings ``(B, D)`` of a training batch (model under autocast)."""
-        images = images.to(self.device, non_blocking=True)
-        with autocast(self.device, self.config.train.amp):
-            emb = self.train_model(images)
-        emb = emb.float()
-        bad = self.dist.ranks_where(not bool(torch.isfinite(emb.detach()).all()), self.device)
-        if bad:  # every rank stops together, and rank 0 writes last.pt
-            where = f" on rank {', '.join(map(str, bad))}" if self.dist.is_distributed else ""
-            self.handle_nonfinite(f"model output{where}", "stop")
-        return emb
-
-    def gather(self, emb: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """The global batch ``(W B, D)``, ``(W B,)``: every rank's embeddings and labels in rank
-        order, the local rows keeping their gradient (scaled by ``W``, see
-        :mod:`dmlkit.training.distributed`); ``emb``, ``labels`` themselves in one process."""
-        return gather_rows(emb, self.dist), gather_rows(labels, self.dist)
-
-    def optimizer_step(self, loss: Tensor) -> None:
-        """Zero the gradients, (scaled) backward, ``on_after_backward``, optional clipping,
-        optimizer and scaler step."""
-        cfg = self.config
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.dist.average_gradients(self.loss_fn)
-        self.callbacks.on_after_backward(self)
-        if self.nonfinite_step(loss):
-            return
-        if cfg.optimizer.clip_grad_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, cfg.optimizer.clip_grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-
-    def nonfinite_step(self, loss: Tensor) -> bool:
-        """Apply ``train.nonfinite`` after the backward pass: ``False`` when the loss and the
-        gradients are finite; under ``skip`` drop the gradients, count and log the step and return
-        ``True``; under ``stop`` write ``last.pt`` and raise :class:`NonFiniteError`."""
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        what = nonfinite_what(loss, params, check_gradients=not self.scaler.is_enabled())
-        return what is not None and self.handle_nonfinite(what, self.config.train.nonfinite)
-
-    def handle_nonfinite(self, what: str, policy: str) -> bool:
-        """Log the non-finite ``what`` of the current step with its batch items, then ``skip``
-        (drop the gradients, count, warn, return ``True``) or ``stop`` (write ``last.pt``, raise
-        :class:`NonFiniteError`). Non-finite model outputs always stop: without finite
-        embeddings there is no loss whose step could be skipped."""
-        items = self.batch_items()
-        where = (
-            f"non-finite {what} at step {self.step + 1} (epoch {self.epoch}, batch "
-            f"{self.batch_in_epoch} of the epoch; training items {items})"
-        )
-        record = {"kind": "nonfinite", "step": self.step + 1, "epoch": self.epoch}
-        self._log({**record, "what": what, "items": items, "policy": policy})
-        if policy == "skip":
-            self.optimizer.zero_grad(set_to_none=True)
-            self.nonfinite_skipped += 1
-            warnings.warn(
-                f"{where}: update skipped (train.nonfinite: skip), "
-                f"{self.nonfinite_skipped} skipped so far",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return True
-        self.save_last()
-        raise NonFiniteError(
-            f"{where}. Stopped (train.nonfinite: stop); {self.run_dir / 'checkpoints' / 'last.pt'} "
-            "holds the state before this step (resume with --resume, or set "
-            "train.nonfinite: skip to drop such steps)"
-        )
-
-    def batch_items(self) -> list[int]:
-        """Training-set item indices of the current batch, replayed from the seeded sampler at
-        the trainer's position (the sampler itself is left alone)."""
-        replay = copy.deepcopy(self.sampler)
-        replay.load_state_dict(self.sampler_state())
-        return [int(i) for i in next(iter(replay))]
 
     def train_loader(
         self, batch_sampler: Sampler[list[int]], persistent: bool = False
@@ -403,10 +367,10 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         record = {"kind": "train", "step": self.step, "epoch": self.epoch, "loss": loss}
         record.update({"lr": lr, "images_per_s": images_per_s, **self.method.log_fields()})
-        self._log(record)
+        self.log(record)
         self.console.update(self.step, {"loss": loss, "lr": lr, "img/s": images_per_s})
 
-    def _log(self, record: dict[str, Any]) -> None:
+    def log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
         if self.logger is None:
@@ -422,7 +386,7 @@ class Trainer:
         if split == "test":
             self.test_embeddings = (self.step, emb, labels)
         metrics = self.score(emb, labels, split)
-        self._log(
+        self.log(
             {"kind": "eval", "step": self.step, "epoch": self.epoch, "split": split, **metrics}
         )
         shown = "  ".join(
@@ -463,6 +427,28 @@ class Trainer:
         dataset = {"val": self.splits.val, "test": self.splits.test}[split]
         if dataset is None:
             raise ValueError(f"split {split!r} is not part of this run")
+        return self.embed_items(dataset, model, progress)
+
+    @property
+    def train_labels(self) -> Tensor:
+        """``(N,)`` int64 class ids of the training items (CPU)."""
+        return torch.from_numpy(self.splits.train.labels)
+
+    def embed_train_items(self, indices: Sequence[int]) -> Tensor:
+        """``(n, D)`` float32 CPU embeddings of the training items ``indices`` with the training
+        transform (each item's seeded augmentation of the current epoch), the model in eval mode."""
+        emb, _ = self.embed_items(Subset(self.splits.train, list(indices)))
+        return emb
+
+    def embed_items(
+        self,
+        dataset: Dataset[tuple[Tensor, int]],
+        model: torch.nn.Module | None = None,
+        progress: str | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """``(emb (N, D), labels (N,))`` of ``dataset`` on the CPU by ``model`` (default: the
+        trainer's) with the run's evaluation batch size, precision, workers and ranks
+        (:func:`~dmlkit.training.evaluate.embed_dataset`)."""
         return embed_dataset(
             self.model if model is None else model,
             dataset,
@@ -475,87 +461,7 @@ class Trainer:
             worker_threads=self.config.data.worker_threads,
         )
 
-    @property
-    def train_labels(self) -> Tensor:
-        """``(N,)`` int64 class ids of the training items (CPU)."""
-        return torch.from_numpy(self.splits.train.labels)
-
-    def embed_train_items(self, indices: Sequence[int]) -> Tensor:
-        """``(n, D)`` float32 CPU embeddings of the training items ``indices`` with the training
-        transform (each item's seeded augmentation of the current epoch), the model in eval mode."""
-        subset = Subset(self.splits.train, list(indices))
-        emb, _ = embed_dataset(
-            self.model,
-            subset,
-            self.config.eval.batch_size,
-            self.device,
-            self.config.train.amp,
-            self.config.data.num_workers,
-            context=self.dist,
-            worker_threads=self.config.data.worker_threads,
-        )
-        return emb
-
-    def periodic_eval(self, final: bool) -> None:
-        """Evaluate the selection split, keep the best checkpoint, count evaluations without
-        improvement (early stopping), and evaluate test when due (periodic, final or stopping)."""
-        cfg = self.config
-        selected_on = "test" if cfg.train.select_on_test else "val"
-        metrics = self.evaluate(selected_on)
-        value = metrics[cfg.eval.select_metric]
-        improved = self.best["value"] is None or value > self.best["value"]
-        if improved:
-            self.best = {"step": self.step, "value": value, "val": None, "test": None}
-            self.best[selected_on] = metrics
-            state = {
-                "kind": "best",
-                "config": config_to_dict(cfg),
-                "step": self.step,
-                "model": self.model.state_dict(),
-                "loss": self.loss_fn.state_dict(),
-                "selection": {k: v for k, v in self.best.items() if k != "test"},
-            }
-            if self.dist.is_main:
-                save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
-        self.stale_evals = 0 if improved else self.stale_evals + 1
-        patience = cfg.train.patience
-        self.stopped = patience is not None and self.stale_evals >= patience
-        if selected_on == "test":
-            self.last_test = metrics
-        elif cfg.eval.periodic_test or final or self.stopped:
-            self.last_test = self.evaluate("test")
-            if improved:
-                self.best["test"] = self.last_test
-
     # ------------------------------------------------------------------------ checkpoints
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything an exact resume needs (module docstring)."""
-        if self.logger is None:
-            raise RuntimeError("checkpoints are written only inside fit()")
-        return {
-            "kind": "last",
-            "config": config_to_dict(self.config),
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "model": self.model.state_dict(),
-            "loss": self.loss_fn.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "sampler": self.sampler_state(),
-            "rng": capture_rng_state(),
-            "callbacks": self.callbacks.state_dict(),
-            "before": self.before,
-            "best": self.best,
-            "last_test": self.last_test,
-            "stale_evals": self.stale_evals,
-            "nonfinite_skipped": self.nonfinite_skipped,
-            "stopped": self.stopped,
-            "train_time_s": self.train_time_s,
-            "log_position": self.logger.position(),
-        }
 
     def sampler_state(self) -> dict[str, Any]:
         """The sampler's state at the trainer's position (batches trained on, not prefetched)."""
@@ -566,94 +472,15 @@ class Trainer:
     def save_last(self) -> None:
         """Write ``last.pt`` (rank 0) and remember its step."""
         if self.dist.is_main:
-            save_checkpoint(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
+            save_checkpoint(last_state(self), self.run_dir / "checkpoints" / "last.pt")
         self.checkpoint_step = self.step
-
-    def load(self, path: Path) -> dict[str, int]:
-        """Restore the state saved at ``path``; returns the log position to cut the logs to."""
-        state = load_checkpoint(path, fallback=True)
-        if state.get("kind") != "last":
-            raise ValueError(
-                f"{path}: expected the 'last' checkpoint of a run, got {state.get('kind')!r}"
-            )
-        saved = config_from_dict(state["config"])
-        differ = [d for d in config_diff(saved, self.config) if not d.startswith(RESUME_FREE)]
-        if differ:
-            raise ValueError(
-                f"--resume: the config differs from the one of {self.run_dir}:\n  "
-                + "\n  ".join(differ)
-            )
-        self.model.load_state_dict(state["model"])
-        self.loss_fn.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["sampler"])
-        self.callbacks.load_state_dict(state["callbacks"])
-        self.step, self.epoch = state["step"], state["epoch"]
-        self.batch_in_epoch = state["batch_in_epoch"]
-        self.before, self.best = state["before"], state["best"]
-        self.last_test = state["last_test"]
-        self.stale_evals, self.stopped = state["stale_evals"], state["stopped"]
-        self.train_time_s = state["train_time_s"]
-        self.nonfinite_skipped = state.get("nonfinite_skipped", 0)  # absent before the policy
-        restore_rng_state(state["rng"])
-        self.checkpoint_step = self.step
-        return state["log_position"]
 
     # ------------------------------------------------------------------------------ the end
 
     def finish(self) -> dict[str, Any]:
-        """Test metrics of the final and of the selected model, test embeddings, metrics.json
-        (:class:`~dmlkit.training.run_metrics.RunMetrics`, also kept as ``run_metrics``)."""
-        cfg = self.config
-        if self.last_test is None:
-            raise RuntimeError("finish() needs the final test evaluation of train_until()")
-        best_model = self.model
-        if self.best["step"] != self.step:
-            best_model = copy.deepcopy(self.model)
-            if self.dist.is_main:
-                best_state = load_checkpoint(self.run_dir / "checkpoints" / "best.pt")
-                best_model.load_state_dict(best_state["model"])
-            self.dist.broadcast_module(best_model)
-        best_test = self.best["test"]
-        cached = self.test_embeddings
-        if cached is not None and cached[0] == self.best["step"] == self.step:
-            emb, labels = cached[1], cached[2]
-        elif best_test is None or cfg.output.embeddings:
-            emb, labels = self.embed("test", best_model)
-            if best_test is None:
-                best_test = self.score(emb, labels, "test")
-        if cfg.output.embeddings and self.dist.is_main:
-            folder = self.run_dir / "embeddings"
-            folder.mkdir(exist_ok=True)
-            arrays: dict[str, np.ndarray] = {
-                "emb": emb.numpy().astype(np.float32),
-                "labels": labels.numpy().astype(np.int64),
-                "index": np.arange(len(labels), dtype=np.int64),
-            }
-            query = self.query_mask("test")
-            if query is not None:
-                arrays["query"] = query.numpy()
-            np.savez(folder / "test.npz", allow_pickle=False, **arrays)
-        total_images = self.step * cfg.data.batch_size * self.dist.world_size
-        self.run_metrics = RunMetrics(
-            before=self.before,
-            final=self.last_test,
-            best=best_test,
-            best_step=self.best["step"],
-            selected_on="test" if cfg.train.select_on_test else "val",
-            selection_metric=cfg.eval.select_metric,
-            best_selection_value=self.best["value"],
-            best_val=self.best["val"],
-            dataset=cfg.data.name,
-            ks=list(cfg.eval.ks),
-            steps=self.step,
-            stopped_early=self.stopped,
-            nonfinite_skipped=self.nonfinite_skipped,
-            train_time_s=self.train_time_s,
-            images_per_s=total_images / max(self.train_time_s, 1e-9),
-        )
+        """The run's metrics (:func:`~dmlkit.training.outputs.run_outputs`, also kept as
+        ``run_metrics``), written to metrics.json on rank 0 and returned as a dict."""
+        self.run_metrics = run_outputs(self)
         if self.dist.is_main:
             self.run_metrics.write(self.run_dir / "metrics.json")
         return self.run_metrics.to_dict()
