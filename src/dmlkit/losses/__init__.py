@@ -4,9 +4,11 @@ Every loss is an ``nn.Module`` with ``forward(emb, labels, ref_emb=None, ref_lab
 returning a 0-dim tensor connected to the graph. Build any of them by name with :func:`create`.
 """
 
+from dmlkit.losses import angular as _angular  # noqa: F401  (registers the angular loss)
 from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
+from dmlkit.losses import presets_extended as _presets_extended  # noqa: F401  (more presets)
 from dmlkit.losses import proxy_losses as _proxy_losses  # noqa: F401  (registers proxy losses)
 from dmlkit.losses import triplet as _triplet  # noqa: F401  (registers the triplet losses)
 from dmlkit.losses.aggregators import (
@@ -17,7 +19,9 @@ from dmlkit.losses.aggregators import (
     PairSumAggregator,
     PerPositiveSoftplusAggregator,
 )
+from dmlkit.losses.angular import AngularLoss
 from dmlkit.losses.dro import DROAggregator, DROPNAggregator, k_from_official
+from dmlkit.losses.instance import InstanceLoss
 from dmlkit.losses.margin import MarginLoss
 from dmlkit.losses.miners import (
     AllPairsMiner,
@@ -33,7 +37,15 @@ from dmlkit.losses.pair_loss import PairLoss
 from dmlkit.losses.proxy import Proxies
 from dmlkit.losses.proxy_losses import ProxyAnchorLoss, ProxyLoss, ProxySoftmaxLoss, SoftTripleLoss
 from dmlkit.losses.registry import LOSSES, create
-from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
+from dmlkit.losses.softmax_aggregator import AnchorSoftmaxAggregator
+from dmlkit.losses.terms import (
+    AngularMarginTerm,
+    CircleTerm,
+    HingeTerm,
+    LinearTerm,
+    PairTerm,
+    SoftplusTerm,
+)
 from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
 from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, TripletSampler
 from dmlkit.losses.uncertainty import (
@@ -45,6 +57,7 @@ from dmlkit.losses.uncertainty import (
     UncertaintySet,
     Uniform,
 )
+from dmlkit.losses.variance_aggregator import PairVarianceAggregator
 from dmlkit.losses.weights import pair_weights
 
 __all__ = [
@@ -52,6 +65,9 @@ __all__ = [
     "AllPairsMiner",
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
+    "AnchorSoftmaxAggregator",
+    "AngularLoss",
+    "AngularMarginTerm",
     "BatchHardTripletLoss",
     "ChiSquarePenalty",
     "CircleTerm",
@@ -61,6 +77,7 @@ __all__ = [
     "DistanceWeightedSampler",
     "HardestPairMiner",
     "HingeTerm",
+    "InstanceLoss",
     "KLBall",
     "KLPenalty",
     "LiftedSongAggregator",
@@ -72,6 +89,7 @@ __all__ = [
     "PairMiner",
     "PairSumAggregator",
     "PairTerm",
+    "PairVarianceAggregator",
     "PerPositiveSoftplusAggregator",
     "Proxies",
     "ProxyAnchorLoss",
