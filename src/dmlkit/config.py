@@ -99,10 +99,13 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Loss by registry name (``dmlkit list``) and its keyword options."""
+    """Loss by registry name (``dmlkit list``) and its keyword options; ``chunk_size`` computes a
+    pair-engine loss in blocks of that many rows (same value and gradient, peak memory
+    O(chunk_size x B); see :class:`dmlkit.losses.PairLoss`)."""
 
     name: str = "ms"
     options: dict[str, Any] = field(default_factory=dict)
+    chunk_size: int | None = None
 
 
 @dataclass
@@ -491,6 +494,7 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
         "optimizer.clip_grad_norm": config.optimizer.clip_grad_norm,
         "schedule.step_size": config.schedule.step_size,
         "train.num_threads": config.train.num_threads,
+        "loss.chunk_size": config.loss.chunk_size,
         "optimizer.eps": config.optimizer.eps,
     }
     for path, value in positive_or_unset.items():

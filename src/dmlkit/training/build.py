@@ -37,7 +37,7 @@ from dmlkit.data import (
     create_dataset,
     create_transform,
 )
-from dmlkit.losses import LOSSES
+from dmlkit.losses import LOSSES, PairLoss
 from dmlkit.methods import METHODS, TrainingMethod
 from dmlkit.models import MODELS, EmbeddingModel, create_model
 from dmlkit.sampling import MPerClassBatchSampler
@@ -250,9 +250,20 @@ def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.M
     options set them. Unknown options raise ``ConfigError`` listing the accepted ones."""
     context = {"num_classes": num_classes, "embedding_dim": embedding_dim}
     factory = LOSSES.get(config.name)
-    return _create_with_context(
+    loss = _create_with_context(
         "loss.options", "loss", config.name, factory, config.options, context
     )
+    if config.chunk_size is not None:
+        if not isinstance(loss, PairLoss):
+            raise ConfigError(
+                f"loss.chunk_size: expected a pair-engine loss, got {config.name!r} "
+                f"({type(loss).__name__})"
+            )
+        try:
+            loss.chunked(config.chunk_size)
+        except ValueError as err:
+            raise ConfigError(f"loss.chunk_size: {err}") from err
+    return loss
 
 
 def build_method(
