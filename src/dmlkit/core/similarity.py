@@ -138,10 +138,13 @@ def _similarity(x: Tensor, y: Tensor, kind: str) -> Tensor:
 
 
 def _centred(x: Tensor, name: str) -> tuple[Tensor, Tensor]:
-    """Rows minus their mean, as unit rows and norms (``ValueError`` for a zero-variance row)."""
+    """Rows minus their mean, as unit rows and norms. ``ValueError`` for a constant row: one whose
+    spread is within rounding of its magnitude (8 machine epsilons of its largest entry), where
+    the centred row is rounding noise with no meaningful direction."""
     centred = x - x.mean(dim=1, keepdim=True)
     scale = centred.detach().abs().amax(dim=1)
-    flat = torch.nonzero(scale == 0).flatten().tolist()
+    noise = 8.0 * torch.finfo(x.dtype).eps * x.detach().abs().amax(dim=1)
+    flat = torch.nonzero(scale <= noise).flatten().tolist()
     if flat:
         raise ValueError(
             f"{name}: expected rows with a non-zero variance for the signal-to-noise ratio, got "
