@@ -14,7 +14,8 @@ tcm                 pairs beyond two similarity thresholds         Zhang 2023; m
 =================== ============================================== ==============================
 
 The angular loss (Wang 2017) is a triplet form and lives in :mod:`dmlkit.losses.angular`.
-Every preset built on an aggregator that is a sum over anchors takes ``chunk_size`` (see
+Every preset whose aggregator is a sum over anchors can run in row blocks:
+``create(name).chunked(256)`` or the config's ``loss.chunk_size`` (see
 :class:`~dmlkit.losses.pair_loss.PairLoss`). Differences from pytorch-metric-learning's defaults
 are stated per preset; the tests check parity at matching settings.
 """
@@ -47,7 +48,6 @@ def supcon(
     miner: PairMiner | None = None,
     similarity: str = "cosine",
     relation_fn: RelationFn | None = None,
-    chunk_size: int | None = None,
 ) -> PairLoss:
     """Supervised contrastive loss (Khosla et al. 2020, the "L_out" form): per anchor i with
     positives P_i and negatives N_i (self excluded)::
@@ -62,7 +62,7 @@ def supcon(
     """
     term = LinearTerm(scale=1.0 / _temperature(temperature))
     agg = AnchorSoftmaxAggregator("mean", reduction)
-    return PairLoss(term, agg, miner, similarity, relation_fn, chunk_size)
+    return PairLoss(term, agg, miner, similarity, relation_fn)
 
 
 @LOSSES.register("ntxent", family="contrastive", source="Chen et al. 2020, SimCLR NT-Xent")
@@ -71,7 +71,6 @@ def ntxent(
     miner: PairMiner | None = None,
     similarity: str = "cosine",
     relation_fn: RelationFn | None = None,
-    chunk_size: int | None = None,
 ) -> PairLoss:
     """NT-Xent / InfoNCE (Chen et al. 2020) with labels defining the positives, as PML's
     ``NTXentLoss``: for every positive pair (i, p)::
@@ -86,7 +85,7 @@ def ntxent(
     """
     term = LinearTerm(scale=1.0 / _temperature(temperature))
     agg = PerPositiveSoftplusAggregator()
-    return PairLoss(term, agg, miner, similarity, relation_fn, chunk_size)
+    return PairLoss(term, agg, miner, similarity, relation_fn)
 
 
 @LOSSES.register("nca", family="neighbourhood softmax", source="Goldberger et al. 2005, NCA")
@@ -96,7 +95,6 @@ def nca(
     reduction: str = "mean_valid",
     miner: PairMiner | None = None,
     relation_fn: RelationFn | None = None,
-    chunk_size: int | None = None,
 ) -> PairLoss:
     """Neighbourhood components analysis (Goldberger et al. 2005): the probability that anchor i
     picks a positive as its stochastic neighbour, ``p_ij = softmax_{j ∈ P_i ∪ N_i}(c s_ij)``::
@@ -112,7 +110,7 @@ def nca(
     """
     term = LinearTerm(scale=scale)
     agg = AnchorSoftmaxAggregator("logsumexp", reduction)
-    return PairLoss(term, agg, miner, similarity, relation_fn, chunk_size)
+    return PairLoss(term, agg, miner, similarity, relation_fn)
 
 
 @LOSSES.register(
@@ -165,7 +163,6 @@ def snr_contrastive(
     normalize: str = "sides_nonzero",
     miner: PairMiner | None = None,
     relation_fn: RelationFn | None = None,
-    chunk_size: int | None = None,
 ) -> PairLoss:
     """Contrastive loss on the signal-to-noise ratio distance (Yuan et al. 2019)
     ``d_ij = var(x_i - x_j) / var(x_i)`` (variances over the features; similarity ``neg_snr``)::
@@ -180,7 +177,7 @@ def snr_contrastive(
     """
     term = HingeTerm(pos_margin=-pos_margin, neg_margin=-neg_margin)
     agg = PairSumAggregator(normalize)
-    return PairLoss(term, agg, miner, "neg_snr", relation_fn, chunk_size)
+    return PairLoss(term, agg, miner, "neg_snr", relation_fn)
 
 
 @LOSSES.register("tuplet_margin", family="pair weighting", source="Yu & Tao 2019, tuplet margin")
@@ -189,7 +186,6 @@ def tuplet_margin(
     scale: float = 64.0,
     miner: PairMiner | None = None,
     relation_fn: RelationFn | None = None,
-    chunk_size: int | None = None,
 ) -> PairLoss:
     """Tuplet margin loss (Yu & Tao 2019), cosine ``s = cos θ``: for every positive pair (i, p)::
 
@@ -204,7 +200,7 @@ def tuplet_margin(
     """
     term = AngularMarginTerm(math.radians(margin), scale)
     agg = PerPositiveSoftplusAggregator()
-    return PairLoss(term, agg, miner, "cosine", relation_fn, chunk_size)
+    return PairLoss(term, agg, miner, "cosine", relation_fn)
 
 
 @LOSSES.register(
@@ -219,7 +215,6 @@ def tcm(
     margin_minus: float = 0.5,
     miner: PairMiner | None = None,
     relation_fn: RelationFn | None = None,
-    chunk_size: int | None = None,
 ) -> PairLoss:
     """Threshold-consistent margin loss (Zhang et al. 2023), cosine similarity::
 
@@ -234,4 +229,4 @@ def tcm(
     """
     term = HingeTerm(margin_plus, margin_minus, pos_weight=lambda_plus, neg_weight=lambda_minus)
     agg = PairSumAggregator("sides_nonzero")
-    return PairLoss(term, agg, miner, "cosine", relation_fn, chunk_size)
+    return PairLoss(term, agg, miner, "cosine", relation_fn)
