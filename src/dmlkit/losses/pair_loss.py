@@ -86,6 +86,8 @@ class PairLoss(BatchLoss):
             if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
                 raise ValueError(f"chunk_size: expected an int >= 1 or None, got {chunk_size!r}")
             reason = self.aggregator.chunk_blocker
+            if reason is None and self.aggregator.unique_pairs:
+                reason = "it counts each unordered pair of the batch once"
             if reason is not None:
                 raise ValueError(
                     f"chunk_size: expected an aggregator whose loss is a sum over anchors; "
@@ -130,7 +132,8 @@ class PairLoss(BatchLoss):
             masks: tuple[Tensor, Tensor] | None = None
             if not self.miner.deterministic:
                 with torch.no_grad():
-                    masks = self._block_masks(emb[rows], ref, labels[rows], ref_labels, index)
+                    sim = self.similarity(emb[rows], ref)
+                    masks = self._block_masks(sim, labels[rows], ref_labels, index)
             args = (emb[rows], ref, labels[rows], ref_labels, index, masks)
             if grad:
                 block = checkpoint(self._block_stats, *args, use_reentrant=False)
@@ -146,9 +149,9 @@ class PairLoss(BatchLoss):
         return loss
 
     def _block_masks(
-        self, emb: Tensor, ref: Tensor, labels: Tensor, ref_labels: Tensor, index: Tensor | None
+        self, sim: Tensor, labels: Tensor, ref_labels: Tensor, index: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        sim = self.similarity(emb, ref)
+        """The mined label masks of one block of rows, ``sim (c, R)``."""
         pos, neg = relation_masks(labels, ref_labels, self.relation_fn, index)
         return self.miner(sim, pos, neg)
 
@@ -163,11 +166,7 @@ class PairLoss(BatchLoss):
     ) -> tuple[Tensor, ...]:
         """The aggregator's additive statistics of one block of rows against all of ``ref``."""
         sim = self.similarity(emb, ref)
-        if masks is None:
-            pos, neg = relation_masks(labels, ref_labels, self.relation_fn, index)
-            pos, neg = self.miner(sim, pos, neg)
-        else:
-            pos, neg = masks
+        pos, neg = masks if masks is not None else self._block_masks(sim, labels, ref_labels, index)
         l_pos, l_neg = self.term(sim)
         stats: tuple[Tensor, ...] = self.aggregator.partial(l_pos, l_neg, pos, neg)
         return stats
