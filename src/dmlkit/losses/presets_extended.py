@@ -13,11 +13,13 @@ tuplet_margin       N-pair softmax with an angular slack margin    Yu & Tao 2019
 tcm                 pairs beyond two similarity thresholds         Zhang 2023; m+ = 0.9, m- = 0.5
 =================== ============================================== ==============================
 
-The angular loss (Wang 2017) is a triplet form and lives in :mod:`dmlkit.losses.angular`.
-Every preset whose aggregator is a sum over anchors can run in row blocks:
-``create(name).chunked(256)`` or the config's ``loss.chunk_size`` (see
-:class:`~dmlkit.losses.pair_loss.PairLoss`). Differences from pytorch-metric-learning's defaults
-are stated per preset; the tests check parity at matching settings.
+Each is a :class:`~dmlkit.losses.pair_loss.PairLoss`: ``loss(emb (B, D), labels (B,) or multi-hot
+(B, C), ref_emb (R, D) = None, ref_labels = None) -> 0-dim``, similarities in float32 (float64
+for float64 input) also under autocast. Every preset whose aggregator is a sum over anchors can
+run in row blocks: ``create(name).chunked(256)`` or the config's ``loss.chunk_size``.
+Differences from pytorch-metric-learning's defaults are stated per preset; the tests check parity
+at matching settings. The angular loss (Wang 2017) is a triplet form and lives in
+:mod:`dmlkit.losses.angular`.
 """
 
 from __future__ import annotations
