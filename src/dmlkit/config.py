@@ -119,12 +119,15 @@ class MinerConfig:
 @dataclass
 class LossConfig:
     """Loss by registry name (``dmlkit list``) and its keyword options; ``miner`` (``null``: the
-    loss's own) is given to losses that take ``miner=``; ``regularizers`` adds weighted penalties
-    on the embeddings or the loss's class weights (:class:`dmlkit.losses.Regularized`)."""
+    loss's own) is given to losses that take ``miner=``; ``chunk_size`` computes a pair-engine loss
+    in blocks of that many rows (same value and gradient, peak memory O(chunk_size x B); see
+    :class:`dmlkit.losses.PairLoss`); ``regularizers`` adds weighted penalties on the embeddings
+    or the loss's class weights (:class:`dmlkit.losses.Regularized`)."""
 
     name: str = "ms"
     options: dict[str, Any] = field(default_factory=dict)
     miner: MinerConfig | None = None
+    chunk_size: int | None = None
     regularizers: list[RegularizerConfig] = field(default_factory=list)
 
 
@@ -524,6 +527,7 @@ def check_values(config: ExperimentConfig) -> ExperimentConfig:
         "optimizer.clip_grad_norm": config.optimizer.clip_grad_norm,
         "schedule.step_size": config.schedule.step_size,
         "train.num_threads": config.train.num_threads,
+        "loss.chunk_size": config.loss.chunk_size,
         "optimizer.eps": config.optimizer.eps,
     }
     for path, value in positive_or_unset.items():

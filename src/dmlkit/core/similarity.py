@@ -9,6 +9,7 @@ name               S_ij                                       range
 ``dot``            <x_i, y_j>                                  R
 ``neg_sq_euclidean`` -|x_i - y_j|^2                            (-inf, 0]
 ``neg_euclidean``  -|x_i - y_j|  (gradient-safe at 0)           (-inf, 0]
+``neg_snr``        -var(x_i - y_j) / var(x_i)                  (-inf, 0]
 =================  =========================================  ===========
 
 Shapes: ``x (B, D)``, ``y (R, D)`` -> ``S (B, R)``. The matrix is always computed and returned in
@@ -32,8 +33,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-SimilarityName = Literal["cosine", "dot", "neg_sq_euclidean", "neg_euclidean"]
-SIMILARITIES: tuple[str, ...] = ("cosine", "dot", "neg_sq_euclidean", "neg_euclidean")
+SimilarityName = Literal["cosine", "dot", "neg_sq_euclidean", "neg_euclidean", "neg_snr"]
+SIMILARITIES: tuple[str, ...] = ("cosine", "dot", "neg_sq_euclidean", "neg_euclidean", "neg_snr")
 
 _EPS = 1e-12
 # Row norms inside this range are computed exactly by sqrt(sum(x^2)) in float32 and float64.
@@ -158,6 +159,8 @@ def _similarity(x: Tensor, y: Tensor, kind: str) -> Tensor:
             return _gram(xf, xf if same else unit_rows(yf, "ref_emb"), same)
         if kind == "dot":
             return _gram(xf, yf, same)
+        if kind == "neg_snr":
+            return -_snr(xf, yf, same)
         x_sq = (xf * xf).sum(1)
         y_sq = x_sq if same else (yf * yf).sum(1)
         sq = x_sq[:, None] + y_sq[None, :] - 2.0 * _gram(xf, yf, same)
@@ -165,6 +168,34 @@ def _similarity(x: Tensor, y: Tensor, kind: str) -> Tensor:
         if kind == "neg_sq_euclidean":
             return -sq
         return -sq.clamp_min(_EPS).sqrt()
+
+
+def _centred(x: Tensor, name: str) -> tuple[Tensor, Tensor]:
+    """Rows minus their mean, as unit rows and norms. ``ValueError`` for a constant row: one whose
+    spread is within rounding of its magnitude (8 machine epsilons of its largest entry), where
+    the centred row is rounding noise with no meaningful direction."""
+    centred = x - x.mean(dim=1, keepdim=True)
+    scale = centred.detach().abs().amax(dim=1)
+    noise = 8.0 * torch.finfo(x.dtype).eps * x.detach().abs().amax(dim=1)
+    flat = torch.nonzero(scale <= noise).flatten().tolist()
+    if flat:
+        raise ValueError(
+            f"{name}: expected rows with a non-zero variance for the signal-to-noise ratio, got "
+            f"{len(flat)} constant row(s) (rows {', '.join(map(str, flat[:8]))})"
+        )
+    norm = scale * torch.linalg.vector_norm(centred / scale[:, None], dim=1)
+    return unit_rows(centred, name), norm
+
+
+def _snr(x: Tensor, y: Tensor, same: bool) -> Tensor:
+    """Signal-to-noise ratio distance (Yuan et al. 2019) ``var(x_i - y_j) / var(x_i)``, variances
+    over the D features; with centred rows ``c``, ``|c(x_i) - c(y_j)|² / |c(x_i)|²``, computed as
+    ``(1 - r)² + 2 r (1 - cos)`` with ``r = |c(y_j)| / |c(x_i)|`` (no (B, R, D) tensor)."""
+    ux, nx = _centred(x, "emb")
+    uy, ny = (ux, nx) if same else _centred(y, "ref_emb")
+    ratio = ny[None, :] / nx[:, None]
+    cos = _gram(ux, uy, same)
+    return (1.0 - ratio).square() + 2.0 * ratio * (1.0 - cos)
 
 
 class Similarity(torch.nn.Module):

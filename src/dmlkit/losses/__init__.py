@@ -4,6 +4,7 @@ Every loss is an ``nn.Module`` with ``forward(emb, labels, ref_emb=None, ref_lab
 returning a 0-dim tensor connected to the graph. Build any of them by name with :func:`create`.
 """
 
+from dmlkit.losses import angular as _angular  # noqa: F401  (registers the angular loss)
 from dmlkit.losses import ap_surrogates as _ap_surrogates  # noqa: F401  (registers AP losses)
 from dmlkit.losses import dro as _dro  # noqa: F401  (registers the DRO losses)
 from dmlkit.losses import dynamic_soft_margin as _dsm  # noqa: F401  (registers it)
@@ -12,6 +13,7 @@ from dmlkit.losses import manifold as _manifold  # noqa: F401  (registers it)
 from dmlkit.losses import margin as _margin  # noqa: F401  (registers the margin loss)
 from dmlkit.losses import margin_softmax as _margin_softmax  # noqa: F401  (registers face losses)
 from dmlkit.losses import presets as _presets  # noqa: F401  (registers the pair presets)
+from dmlkit.losses import presets_extended as _presets_extended  # noqa: F401  (more presets)
 from dmlkit.losses import proxy_losses as _proxy_losses  # noqa: F401  (registers proxy losses)
 from dmlkit.losses import ranked_list as _ranked_list  # noqa: F401  (registers ranked list)
 from dmlkit.losses import self_supervised as _self_supervised  # noqa: F401  (registers the wrapper)
@@ -25,10 +27,12 @@ from dmlkit.losses.aggregators import (
     PairSumAggregator,
     PerPositiveSoftplusAggregator,
 )
+from dmlkit.losses.angular import AngularLoss
 from dmlkit.losses.ap_surrogates import APSurrogateLoss, FastAPLoss, PNPLoss, SmoothAPLoss
 from dmlkit.losses.dro import DROAggregator, DROPNAggregator, k_from_official
 from dmlkit.losses.dynamic_soft_margin import DynamicSoftMarginLoss
 from dmlkit.losses.histogram import HistogramLoss
+from dmlkit.losses.instance import InstanceLoss
 from dmlkit.losses.manifold import ManifoldLoss
 from dmlkit.losses.margin import MarginLoss
 from dmlkit.losses.margin_softmax import (
@@ -70,7 +74,15 @@ from dmlkit.losses.regularizers import (
     ZeroMeanRegularizer,
 )
 from dmlkit.losses.self_supervised import SelfSupervisedLoss
-from dmlkit.losses.terms import CircleTerm, HingeTerm, LinearTerm, PairTerm, SoftplusTerm
+from dmlkit.losses.softmax_aggregator import AnchorSoftmaxAggregator
+from dmlkit.losses.terms import (
+    AngularMarginTerm,
+    CircleTerm,
+    HingeTerm,
+    LinearTerm,
+    PairTerm,
+    SoftplusTerm,
+)
 from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
 from dmlkit.losses.triplet_sampling import DistanceWeightedSampler, TripletSampler
 from dmlkit.losses.uncertainty import (
@@ -82,6 +94,7 @@ from dmlkit.losses.uncertainty import (
     UncertaintySet,
     Uniform,
 )
+from dmlkit.losses.variance_aggregator import PairVarianceAggregator
 from dmlkit.losses.vicreg import VICRegLoss
 from dmlkit.losses.views import ViewsLoss
 from dmlkit.losses.weights import pair_weights
@@ -96,6 +109,9 @@ __all__ = [
     "AllPairsMiner",
     "AnchorLogSumExpAggregator",
     "AnchorMeanAggregator",
+    "AnchorSoftmaxAggregator",
+    "AngularLoss",
+    "AngularMarginTerm",
     "AngularMiner",
     "BatchEasyHardMiner",
     "BatchHardTripletLoss",
@@ -112,6 +128,7 @@ __all__ = [
     "HardestPairMiner",
     "HingeTerm",
     "HistogramLoss",
+    "InstanceLoss",
     "KLBall",
     "KLPenalty",
     "LiftedSongAggregator",
@@ -129,6 +146,7 @@ __all__ = [
     "PairMiner",
     "PairSumAggregator",
     "PairTerm",
+    "PairVarianceAggregator",
     "PerPositiveSoftplusAggregator",
     "Proxies",
     "ProxyAnchorLoss",

@@ -10,6 +10,12 @@ from both anchors. Per-anchor aggregators want both copies; an aggregator that c
 over pairs, a mean over unique pairs) sets the attribute ``unique_pairs = True`` and
 :class:`~dmlkit.losses.pair_loss.PairLoss` then hands it each unordered pair once, at ``(i, j)`` with
 ``i < j`` (active when either ordered copy is). With any other reference every entry is its own pair.
+
+Row blocks: an aggregator whose loss is assembled from sums over anchors implements ``partial``
+(additive statistics of a block of rows) and ``finish`` (the loss from their totals), and sets
+``chunk_blocker = None``; :class:`~dmlkit.losses.pair_loss.PairLoss` with ``chunk_size`` then
+computes the loss block by block with the same value and gradient. Any other aggregator says in
+``chunk_blocker`` why its rows cannot be split.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from torch import Tensor, nn
 from dmlkit.core.checks import check_positive
 from dmlkit.losses.reductions import (
     ANCHOR_REDUCTIONS,
+    anchor_finish,
+    anchor_partial,
     masked_logsumexp,
     masked_mean,
     masked_sum_count,
-    reduce_anchors,
 )
 
 PairNormalization = Literal["pairs", "pairs_nonzero", "sides", "sides_nonzero", "batch", "none"]
@@ -46,8 +53,17 @@ class PairAggregator(nn.Module):
     """
 
     unique_pairs: bool = False
+    chunk_blocker: str | None = "its loss is not assembled from sums over anchors"
 
     def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        return self.finish(self.partial(l_pos, l_neg, pos, neg), l_pos.shape[0])
+
+    def partial(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
+        """0-dim statistics of a block of rows that add over disjoint blocks."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def finish(self, stats: tuple[Tensor, ...], rows: int) -> Tensor:
+        """The loss from the totals of :meth:`partial` over all ``rows`` anchors."""
         raise NotImplementedError  # pragma: no cover - interface
 
 
@@ -74,26 +90,25 @@ class PairSumAggregator(PairAggregator):
             raise ValueError(f"normalize: expected one of {PAIR_NORMALIZATIONS}, got {normalize!r}")
         self.normalize = normalize
 
-    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    chunk_blocker = None
+
+    def partial(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
+        nonzero = self.normalize.endswith("nonzero")
+        return (*masked_sum_count(l_pos, pos, nonzero), *masked_sum_count(l_neg, neg, nonzero))
+
+    def finish(self, stats: tuple[Tensor, ...], rows: int) -> Tensor:
+        total_p, count_p, total_n, count_n = stats
         if self.normalize.startswith("sides"):
-            nonzero = self.normalize == "sides_nonzero"
-            return _side_mean(l_pos, pos, nonzero) + _side_mean(l_neg, neg, nonzero)
-        total_p, count_p = masked_sum_count(l_pos, pos, self.normalize == "pairs_nonzero")
-        total_n, count_n = masked_sum_count(l_neg, neg, self.normalize == "pairs_nonzero")
+            return total_p / count_p.clamp_min(1.0) + total_n / count_n.clamp_min(1.0)
         total = total_p + total_n
         if self.normalize == "none":
             return total
         if self.normalize == "batch":
-            return total / l_pos.shape[0]
+            return total / rows
         return total / (count_p + count_n).clamp_min(1.0)
 
     def extra_repr(self) -> str:
         return f"normalize={self.normalize!r}"
-
-
-def _side_mean(x: Tensor, mask: Tensor, nonzero: bool) -> Tensor:
-    total, count = masked_sum_count(x, mask, nonzero)
-    return total / count.clamp_min(1.0)
 
 
 class AnchorMeanAggregator(PairAggregator):
@@ -106,10 +121,15 @@ class AnchorMeanAggregator(PairAggregator):
         super().__init__()
         self.reduction = _check_reduction(reduction)
 
-    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    chunk_blocker = None
+
+    def partial(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
         mp, vp = masked_mean(l_pos, pos)
         mn, vn = masked_mean(l_neg, neg)
-        return reduce_anchors(mp + mn, vp | vn, self.reduction)
+        return anchor_partial(mp + mn, vp | vn, self.reduction)
+
+    def finish(self, stats: tuple[Tensor, ...], rows: int) -> Tensor:
+        return anchor_finish(stats[0], stats[1], rows, self.reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
@@ -150,7 +170,9 @@ class AnchorLogSumExpAggregator(PairAggregator):
         self.combine = combine
         self.reduction = _check_reduction(reduction)
 
-    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    chunk_blocker = None
+
+    def partial(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
         a, b = self.scale_pos, self.scale_neg
         lse_p, vp = masked_logsumexp(l_pos, pos, self.add_one, scale=a)
         lse_n, vn = masked_logsumexp(l_neg, neg, self.add_one, scale=b)
@@ -160,7 +182,10 @@ class AnchorLogSumExpAggregator(PairAggregator):
             both = F.relu(both)
         elif self.combine == "softplus":
             both = F.softplus(both)
-        return reduce_anchors(both, valid, self.reduction)
+        return anchor_partial(both, valid, self.reduction)
+
+    def finish(self, stats: tuple[Tensor, ...], rows: int) -> Tensor:
+        return anchor_finish(stats[0], stats[1], rows, self.reduction)
 
     def extra_repr(self) -> str:
         return (
@@ -176,12 +201,16 @@ class PerPositiveSoftplusAggregator(PairAggregator):
     With ``l+ = -s``, ``l- = s`` this is Sohn's N-pair loss ``log(1 + Σ_n e^{s_in - s_ip})``.
     """
 
-    def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    chunk_blocker = None
+
+    def partial(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
         lse_n, vn = masked_logsumexp(l_neg, neg)
         keep = pos & vn[:, None]
         per_pair = F.softplus(l_pos + lse_n[:, None])
-        total, count = masked_sum_count(per_pair, keep, nonzero=False)
-        return total / count.clamp_min(1.0)
+        return masked_sum_count(per_pair, keep, nonzero=False)
+
+    def finish(self, stats: tuple[Tensor, ...], rows: int) -> Tensor:
+        return stats[0] / stats[1].clamp_min(1.0)
 
 
 class LiftedSongAggregator(PairAggregator):
@@ -192,6 +221,8 @@ class LiftedSongAggregator(PairAggregator):
     twice, which matches Song's 1/(2|P̂|) over unordered pairs). With ``s = -d``,
     ``l+ = d``, ``l- = α - d`` this is the paper's loss.
     """
+
+    chunk_blocker = "each positive pair (i, j) also needs the negatives of row j"
 
     def forward(self, l_pos: Tensor, l_neg: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         if l_pos.shape[0] != l_pos.shape[1]:

@@ -79,8 +79,13 @@ def unique_pair_masks(
     return pos & upper, neg & upper
 
 
+_POOLED = "the uncertainty set weighs the pairs of all rows together (over the whole batch)"
+
+
 class DROAggregator(PairAggregator):
     """``L = F(l)`` over the unique positive and negative pairs pooled, ``F`` = ``uncertainty``."""
+
+    chunk_blocker = _POOLED
 
     def __init__(self, uncertainty: UncertaintySet, unique: bool = True) -> None:
         super().__init__()
@@ -109,6 +114,8 @@ class DROPNAggregator(PairAggregator):
 
     Both warn when ``k`` is cut.
     """
+
+    chunk_blocker = _POOLED
 
     def __init__(
         self, uncertainty: UncertaintySet, unique: bool = True, short_side: str = "clamp"

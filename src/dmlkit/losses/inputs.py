@@ -25,6 +25,24 @@ def similarity_and_masks(
     own column is excluded. ``self_index[i] = j`` excludes reference column ``j`` for row ``i``
     (``-1``: nothing), for references that contain the batch (a memory bank).
     """
+    labels, ref_emb, ref_labels, self_index = resolve_reference(
+        emb, labels, ref_emb, ref_labels, self_index
+    )
+    sim = similarity(emb, ref_emb)
+    pos, neg = relation_masks(labels, ref_labels, relation_fn, self_index)
+    return sim, pos, neg
+
+
+def resolve_reference(
+    emb: Tensor,
+    labels: Tensor,
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    self_index: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Validate the inputs of a batch loss; return ``(labels, ref_emb, ref_labels, self_index)``
+    with the batch as its own reference (``self_index = arange(B)``) when ``ref_emb`` is None or
+    ``emb`` itself, and the labels on ``emb``'s device."""
     check_embeddings(emb, "emb")
     check_labels(labels, emb.shape[0], "labels")
     labels = labels.to(emb.device)
@@ -45,6 +63,4 @@ def similarity_and_masks(
         raise ValueError(
             f"self_index: expected shape ({emb.shape[0]},), got {tuple(self_index.shape)}"
         )
-    sim = similarity(emb, ref_emb)
-    pos, neg = relation_masks(labels, ref_labels, relation_fn, self_index)
-    return sim, pos, neg
+    return labels, ref_emb, ref_labels, self_index

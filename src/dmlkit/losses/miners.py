@@ -27,7 +27,13 @@ _INF = float("inf")
 
 
 class PairMiner(nn.Module):
-    """Base class: ``forward(S, pos, neg) -> (pos', neg')``; runs under ``torch.no_grad``."""
+    """Base class: ``forward(S, pos, neg) -> (pos', neg')``; runs under ``torch.no_grad``.
+
+    ``deterministic`` (True unless the miner draws at random) says that mining the same input
+    twice gives the same pairs, which lets a chunked loss recompute its blocks in the backward.
+    """
+
+    deterministic: bool = True
 
     def forward(self, sim: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
@@ -180,6 +186,8 @@ class DistanceWeightedPairMiner(PairMiner):
     Draws use the Gumbel-top-k trick with an explicit ``generator``, so the same generator state
     gives the same pairs.
     """
+
+    deterministic = False
 
     def __init__(
         self,

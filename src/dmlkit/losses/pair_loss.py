@@ -8,17 +8,29 @@
 
 Memory: O(B R) (a handful of (B, R) temporaries); time O(B R D) for the similarity plus O(B R)
 (O(B R log R) for the sorting miners).
+
+Row blocks (``chunk_size = c``): when the aggregator's loss is assembled from sums over anchors
+(``aggregator.chunk_blocker is None``), the B rows are processed ``c`` at a time against all R
+reference columns; each block's additive statistics (``aggregator.partial``) are summed and the
+loss is ``aggregator.finish`` of the totals, the same value and gradient as in one piece. Each
+block runs under :func:`torch.utils.checkpoint.checkpoint`, so the backward recomputes it instead
+of keeping it: peak memory O(c R) forward and backward, for about one more forward in time. The
+relation, the miner and the term are applied per block (they are row-wise); a miner that draws at
+random (``deterministic = False``) mines each block once up front instead, keeping its bool masks,
+O(B R) bytes.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
-from dmlkit.core.relations import RelationFn
+from dmlkit.core.relations import RelationFn, relation_masks
 from dmlkit.core.similarity import Similarity
 from dmlkit.losses.aggregators import PairAggregator
 from dmlkit.losses.base import BatchLoss
+from dmlkit.losses.inputs import resolve_reference
 from dmlkit.losses.miners import AllPairsMiner, PairMiner
 from dmlkit.losses.terms import PairTerm
 
@@ -39,6 +51,11 @@ class PairLoss(BatchLoss):
     column ``j`` as row ``i``'s own copy (``-1``: none), as a memory bank needs. ``relation_fn``
     overrides the label relation (see :func:`dmlkit.core.relation_masks`).
 
+    ``chunk_size`` (None: one piece) computes the loss in blocks of that many rows with peak
+    memory O(chunk_size R) and the same value and gradient (see the module docstring); it is a
+    ``ValueError`` for an aggregator that cannot split its rows, naming the reason. ``relation_fn``
+    is then called on each block's labels against all reference labels.
+
     The loss is 0 and connected to the graph (zero gradients) when no pair is active.
     """
 
@@ -49,6 +66,7 @@ class PairLoss(BatchLoss):
         miner: PairMiner | None = None,
         similarity: str | Similarity = "cosine",
         relation_fn: RelationFn | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__(similarity, relation_fn)
         miner = miner if miner is not None else AllPairsMiner()
@@ -58,6 +76,25 @@ class PairLoss(BatchLoss):
         self.term = term
         self.aggregator = aggregator
         self.miner = miner
+        self.chunk_size: int | None = None
+        self.chunked(chunk_size)
+
+    def chunked(self, chunk_size: int | None) -> PairLoss:
+        """Set ``chunk_size`` (None: one piece) and return ``self``; ``ValueError`` for a size
+        below 1 or an aggregator whose rows cannot be split (the message says why)."""
+        if chunk_size is not None:
+            if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+                raise ValueError(f"chunk_size: expected an int >= 1 or None, got {chunk_size!r}")
+            reason = self.aggregator.chunk_blocker
+            if reason is None and self.aggregator.unique_pairs:
+                reason = "it counts each unordered pair of the batch once"
+            if reason is not None:
+                raise ValueError(
+                    f"chunk_size: expected an aggregator whose loss is a sum over anchors; "
+                    f"{type(self.aggregator).__name__} cannot be computed in row blocks: {reason}"
+                )
+        self.chunk_size = chunk_size
+        return self
 
     def forward(
         self,
@@ -67,8 +104,72 @@ class PairLoss(BatchLoss):
         ref_labels: Tensor | None = None,
         self_index: Tensor | None = None,
     ) -> Tensor:
+        size = self.chunk_size
+        if size is not None and isinstance(emb, Tensor) and emb.ndim == 2 and emb.shape[0] > size:
+            return self._in_blocks(emb, labels, ref_emb, ref_labels, self_index)
         sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
         return self.from_similarity(sim, pos, neg, symmetric=ref_emb is None or ref_emb is emb)
+
+    def _in_blocks(
+        self,
+        emb: Tensor,
+        labels: Tensor,
+        ref_emb: Tensor | None,
+        ref_labels: Tensor | None,
+        self_index: Tensor | None,
+    ) -> Tensor:
+        """The loss from blocks of ``chunk_size`` rows (see the module docstring)."""
+        labels, ref, ref_labels, self_index = resolve_reference(
+            emb, labels, ref_emb, ref_labels, self_index
+        )
+        size = self.chunk_size
+        assert size is not None
+        stats: tuple[Tensor, ...] | None = None
+        grad = torch.is_grad_enabled() and (emb.requires_grad or ref.requires_grad)
+        for start in range(0, emb.shape[0], size):
+            rows = slice(start, start + size)
+            index = self_index[rows] if self_index is not None else None
+            masks: tuple[Tensor, Tensor] | None = None
+            if not self.miner.deterministic:
+                with torch.no_grad():
+                    sim = self.similarity(emb[rows], ref)
+                    masks = self._block_masks(sim, labels[rows], ref_labels, index)
+            args = (emb[rows], ref, labels[rows], ref_labels, index, masks)
+            if grad:
+                block = checkpoint(self._block_stats, *args, use_reentrant=False)
+            else:
+                block = self._block_stats(*args)
+            stats = (
+                block if stats is None else tuple(a + b for a, b in zip(stats, block, strict=True))
+            )
+        assert stats is not None
+        loss: Tensor = self.aggregator.finish(stats, emb.shape[0])
+        if grad and not loss.requires_grad:
+            loss = loss + 0.0 * (emb.sum() + ref.sum())
+        return loss
+
+    def _block_masks(
+        self, sim: Tensor, labels: Tensor, ref_labels: Tensor, index: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """The mined label masks of one block of rows, ``sim (c, R)``."""
+        pos, neg = relation_masks(labels, ref_labels, self.relation_fn, index)
+        return self.miner(sim, pos, neg)
+
+    def _block_stats(
+        self,
+        emb: Tensor,
+        ref: Tensor,
+        labels: Tensor,
+        ref_labels: Tensor,
+        index: Tensor | None,
+        masks: tuple[Tensor, Tensor] | None,
+    ) -> tuple[Tensor, ...]:
+        """The aggregator's additive statistics of one block of rows against all of ``ref``."""
+        sim = self.similarity(emb, ref)
+        pos, neg = masks if masks is not None else self._block_masks(sim, labels, ref_labels, index)
+        l_pos, l_neg = self.term(sim)
+        stats: tuple[Tensor, ...] = self.aggregator.partial(l_pos, l_neg, pos, neg)
+        return stats
 
     def from_similarity(
         self, sim: Tensor, pos: Tensor, neg: Tensor, symmetric: bool = False

@@ -160,15 +160,27 @@ def reduce_anchors(per_anchor: Tensor, valid: Tensor, reduction: str) -> Tensor:
     - ``mean_all``: sum / B, anchors without pairs count as 0 (official MS code, PML MeanReducer);
     - ``mean_nonzero``: mean over anchors whose loss is > 0 (PML AvgNonZeroReducer);
     - ``sum``: plain sum.
-    The result is 0 (connected to the graph) when nothing qualifies.
+    The result is 0 (connected to the graph) when nothing qualifies. It equals
+    ``anchor_finish(*anchor_partial(...), B, reduction)``, whose partial sums add over row blocks.
     """
+    total, count = anchor_partial(per_anchor, valid, reduction)
+    return anchor_finish(total, count, per_anchor.shape[0], reduction)
+
+
+def anchor_partial(per_anchor: Tensor, valid: Tensor, reduction: str) -> tuple[Tensor, Tensor]:
+    """``(Σ_valid loss, number of anchors the reduction divides by)`` of a block of anchors, both
+    0-dim; both add over disjoint blocks of rows (the count carries no gradient)."""
     if reduction not in ANCHOR_REDUCTIONS:
         raise ValueError(f"reduction: expected one of {ANCHOR_REDUCTIONS}, got {reduction!r}")
     values = torch.where(valid, per_anchor, torch.zeros_like(per_anchor))
-    total = values.sum()
+    keep = valid & (values.detach() > 0) if reduction == "mean_nonzero" else valid
+    return values.sum(), keep.sum().to(values.dtype)
+
+
+def anchor_finish(total: Tensor, count: Tensor, rows: int, reduction: str) -> Tensor:
+    """The reduced loss from :func:`anchor_partial`'s sums over all ``rows`` anchors."""
     if reduction == "sum":
         return total
     if reduction == "mean_all":
-        return total / per_anchor.shape[0]
-    keep = valid & (values > 0) if reduction == "mean_nonzero" else valid
-    return total / keep.sum().clamp_min(1).to(total.dtype)
+        return total / rows
+    return total / count.clamp_min(1.0)

@@ -8,6 +8,8 @@ written for "higher similarity = more alike" (see :mod:`dmlkit.core.similarity`)
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,18 +30,24 @@ class PairTerm(nn.Module):
 
 
 class LinearTerm(PairTerm):
-    """``l+ = m+ - s``, ``l- = s - m-`` (lifted structure, N-pair, multi-similarity inner terms)."""
+    """``l+ = c (m+ - s)``, ``l- = c (s - m-)`` (lifted structure, N-pair, multi-similarity inner
+    terms; with ``c = 1/τ`` the logits of temperature-scaled softmax losses such as NT-Xent)."""
 
-    def __init__(self, pos_margin: float = 0.0, neg_margin: float = 0.0) -> None:
+    def __init__(
+        self, pos_margin: float = 0.0, neg_margin: float = 0.0, scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.pos_margin = float(pos_margin)
         self.neg_margin = float(neg_margin)
+        self.scale = check_positive(scale, "scale")
 
     def forward(self, sim: Tensor) -> tuple[Tensor, Tensor]:
-        return self.pos_margin - sim, sim - self.neg_margin
+        return _scaled(self.pos_margin - sim, self.scale), _scaled(
+            sim - self.neg_margin, self.scale
+        )
 
     def extra_repr(self) -> str:
-        return f"pos_margin={self.pos_margin}, neg_margin={self.neg_margin}"
+        return f"pos_margin={self.pos_margin}, neg_margin={self.neg_margin}, scale={self.scale}"
 
 
 class HingeTerm(PairTerm):
@@ -142,3 +150,26 @@ class CircleTerm(PairTerm):
 
     def extra_repr(self) -> str:
         return f"m={self.m}, gamma={self.gamma}"
+
+
+class AngularMarginTerm(PairTerm):
+    """Tuplet margin logits (Yu & Tao 2019) on cosine similarities ``s = cos θ``:
+
+    ``l+ = -γ cos(θ - β)``, ``l- = γ s``; ``β`` is the slack margin (radians) given to positives.
+    ``cos(θ - β) = s cos β + sin θ sin β`` with ``sin θ = sqrt(max(1 - s², eps))`` (``eps`` the
+    dtype's machine epsilon), so duplicates (``θ = 0``, where the angle has no derivative) get a
+    finite gradient. Expects ``s`` in [-1, 1] (cosine similarity).
+    """
+
+    def __init__(self, margin: float = 0.1, scale: float = 64.0) -> None:
+        super().__init__()
+        self.margin = float(margin)
+        self.scale = check_positive(scale, "scale")
+
+    def forward(self, sim: Tensor) -> tuple[Tensor, Tensor]:
+        sin = (1.0 - sim * sim).clamp_min(torch.finfo(sim.dtype).eps).sqrt()
+        shifted = sim * math.cos(self.margin) + sin * math.sin(self.margin)
+        return -self.scale * shifted, self.scale * sim
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, scale={self.scale}"

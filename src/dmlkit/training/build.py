@@ -41,7 +41,7 @@ from dmlkit.data import (
     create_transform,
 )
 from dmlkit.data.registry import COMMON_NAMES
-from dmlkit.losses import LOSSES, MINERS, REGULARIZERS, Regularized, Regularizer
+from dmlkit.losses import LOSSES, MINERS, REGULARIZERS, PairLoss, Regularized, Regularizer
 from dmlkit.methods import METHODS, TrainingMethod
 from dmlkit.models import MODELS, EmbeddingModel, create_model
 from dmlkit.sampling import MPerClassBatchSampler
@@ -242,10 +242,10 @@ def _create_with_context(
 
 
 def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.Module:
-    """The loss ``config.name`` with ``options`` and ``miner``, then its ``regularizers``; a loss
-    that declares ``num_classes`` or ``embedding_dim`` as its context (per-class parameters,
-    proxies) gets the training set's values unless the options set them. Unknown options raise
-    ``ConfigError`` listing the accepted ones."""
+    """The loss ``config.name`` with ``options`` and ``miner``, in row blocks of ``chunk_size``,
+    then its ``regularizers``; a loss that declares ``num_classes`` or ``embedding_dim`` as its
+    context (per-class parameters, proxies) gets the training set's values unless the options set
+    them. Unknown options raise ``ConfigError`` listing the accepted ones."""
     context = BuildContext(num_classes, embedding_dim)
     options = dict(config.options)
     if config.miner is not None:
@@ -259,6 +259,16 @@ def build_loss(config: LossConfig, num_classes: int, embedding_dim: int) -> nn.M
             "the trainer cannot feed it; use it in your own loop (module docstring of "
             f"{type(loss).__module__})"
         )
+    if config.chunk_size is not None:
+        if not isinstance(loss, PairLoss):
+            raise ConfigError(
+                f"loss.chunk_size: expected a pair-engine loss, got {config.name!r} "
+                f"({type(loss).__name__})"
+            )
+        try:
+            loss.chunked(config.chunk_size)
+        except ValueError as err:
+            raise ConfigError(f"loss.chunk_size: {err}") from err
     return _regularized(loss, config.regularizers) if config.regularizers else loss
 
 
