@@ -96,9 +96,10 @@ def _compares_to_references(name: str) -> bool:
 
 
 def _takes_views(name: str) -> bool:
-    """Losses on augmented views (``loss(emb, ref_emb)``, no labels): a labelled memory does not
-    apply to them."""
-    return bool(getattr(create(name), "views_input", False))
+    """Losses on augmented views (``loss(emb, ref_emb)``, no labels), and losses whose columns
+    must be the batch itself: a labelled memory does not apply to them."""
+    loss = create(name)
+    return bool(getattr(loss, "views_input", False)) or not getattr(loss, "takes_references", True)
 
 
 VIEW_LOSSES = [
@@ -113,7 +114,7 @@ PROXY_LOSSES = [name for name in LOSSES.names() if not _compares_to_references(n
 def test_loss_families_split_as_expected() -> None:
     assert {"ms", "contrastive", "triplet", "dro_topk", "margin"} <= set(BATCH_LOSSES)
     assert {"proxy_anchor", "proxy_nca", "soft_triple", "normalized_softmax"} <= set(PROXY_LOSSES)
-    assert {"vicreg", "self_supervised"} <= set(VIEW_LOSSES)
+    assert {"vicreg", "self_supervised", "instance"} <= set(VIEW_LOSSES)
 
 
 @pytest.mark.parametrize("name", PROXY_LOSSES)

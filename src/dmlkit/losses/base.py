@@ -15,7 +15,13 @@ from dmlkit.losses.inputs import similarity_and_masks
 
 
 class BatchLoss(nn.Module):
-    """``forward(emb (B, D), labels, ref_emb (R, D) = None, ref_labels = None, self_index = None)``."""
+    """``forward(emb (B, D), labels, ref_emb (R, D) = None, ref_labels = None, self_index = None)``.
+
+    ``takes_references``: whether any reference set may stand in for the batch (a memory bank,
+    proxies); a loss whose columns must be the batch itself sets it to ``False``.
+    """
+
+    takes_references = True
 
     def __init__(self, similarity: str | Similarity, relation_fn: RelationFn | None) -> None:
         super().__init__()

@@ -36,6 +36,8 @@ class InstanceLoss(PairLoss):
     :func:`class_rank_relation`; ``ref_emb`` and ``self_index`` are refused (the batch columns
     are the classes)."""
 
+    takes_references = False
+
     def chunked(self, chunk_size: int | None) -> PairLoss:
         """Refuses a ``chunk_size``: the target columns are ranks among all the batch's labels."""
         if chunk_size is not None:

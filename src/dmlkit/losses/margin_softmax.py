@@ -45,8 +45,9 @@ from torch import Tensor, nn
 
 from dmlkit.core.checks import check_positive
 from dmlkit.core.norms import row_norms
+from dmlkit.core.options import options_factory
 from dmlkit.core.similarity import cosine_rows, inner
-from dmlkit.losses.proxy import PROXY_CONTEXT
+from dmlkit.losses.proxy import PROXY_CONTEXT, ProxyOptions
 from dmlkit.losses.proxy_losses import ProxyLoss
 from dmlkit.losses.registry import LOSSES
 
@@ -201,27 +202,23 @@ class MarginSoftmaxLoss(ProxyLoss):
         return f"scale={self.scale}, magnitude={self.magnitude!r}, objective={self.objective!r}"
 
 
-def _proxy_options(proxy_lr: float | None, proxy_weight_decay: float) -> dict[str, Any]:
-    return {"proxy_lr": proxy_lr, "proxy_weight_decay": proxy_weight_decay}
-
-
 @LOSSES.register(
     "arcface", family="margin softmax", source="Deng et al. 2019, ArcFace", context=PROXY_CONTEXT
 )
+@options_factory(ProxyOptions)
 def arcface(
     num_classes: int,
     embedding_dim: int,
     margin: float = 0.5,
     scale: float = 64.0,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> MarginSoftmaxLoss:
     """ArcFace (additive angular margin): ``z_iy = s cos(θ_iy + m)``, ``z_ij = s cos θ_ij``,
     cross-entropy; m = 0.5 rad, s = 64 as in the paper. ``margin`` is in radians; PML's
     ``ArcFaceLoss`` takes degrees with default 28.6° (0.4992 rad)."""
     return MarginSoftmaxLoss(
         num_classes, embedding_dim, AdditiveAngularMargin(margin), scale,
-        **_proxy_options(proxy_lr, proxy_weight_decay),
+        **proxy,
     )  # fmt: skip
 
 
@@ -231,40 +228,40 @@ def arcface(
     source="Deng et al. 2020, Sub-center ArcFace",
     context=PROXY_CONTEXT,
 )
+@options_factory(ProxyOptions)
 def subcenter_arcface(
     num_classes: int,
     embedding_dim: int,
     margin: float = 0.5,
     scale: float = 64.0,
     sub_centers: int = 3,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> MarginSoftmaxLoss:
     """Sub-center ArcFace: ArcFace on ``cos θ_ij = max_k cos(x_i, w_jk)`` over ``sub_centers``
     weights per class; m = 0.5 rad, s = 64, K = 3 as in the paper. ``margin`` is in radians
     (PML's ``SubCenterArcFaceLoss``: degrees, default 28.6°)."""
     return MarginSoftmaxLoss(
         num_classes, embedding_dim, AdditiveAngularMargin(margin), scale, sub_centers,
-        **_proxy_options(proxy_lr, proxy_weight_decay),
+        **proxy,
     )  # fmt: skip
 
 
 @LOSSES.register(
     "cosface", family="margin softmax", source="Wang et al. 2018, CosFace", context=PROXY_CONTEXT
 )
+@options_factory(ProxyOptions)
 def cosface(
     num_classes: int,
     embedding_dim: int,
     margin: float = 0.35,
     scale: float = 64.0,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> MarginSoftmaxLoss:
     """CosFace (large margin cosine loss): ``z_iy = s (cos θ_iy - m)``, ``z_ij = s cos θ_ij``,
     cross-entropy; m = 0.35, s = 64 (the paper's and PML's defaults)."""
     return MarginSoftmaxLoss(
         num_classes, embedding_dim, AdditiveCosineMargin(margin), scale,
-        **_proxy_options(proxy_lr, proxy_weight_decay),
+        **proxy,
     )  # fmt: skip
 
 
@@ -274,13 +271,13 @@ def cosface(
     source="Liu et al. 2017, SphereFace",
     context=PROXY_CONTEXT,
 )
+@options_factory(ProxyOptions)
 def sphereface(
     num_classes: int,
     embedding_dim: int,
     margin: int = 4,
     scale: float = 1.0,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> MarginSoftmaxLoss:
     """SphereFace (A-Softmax): unit class weights, ``z_iy = s |x_i| ψ(θ_iy)`` with
     ``ψ(θ) = (-1)^k cos(m θ) - 2k``, ``z_ij = s |x_i| cos θ_ij``, cross-entropy; m = 4, s = 1 as
@@ -288,7 +285,7 @@ def sphereface(
     not part of the loss (as in PML)."""
     return MarginSoftmaxLoss(
         num_classes, embedding_dim, MultiplicativeAngularMargin(margin), scale,
-        magnitude="embedding", **_proxy_options(proxy_lr, proxy_weight_decay),
+        magnitude="embedding", **proxy,
     )  # fmt: skip
 
 
@@ -298,13 +295,13 @@ def sphereface(
     source="Liu et al. 2016, Large-Margin Softmax",
     context=PROXY_CONTEXT,
 )
+@options_factory(ProxyOptions)
 def large_margin_softmax(
     num_classes: int,
     embedding_dim: int,
     margin: int = 4,
     scale: float = 1.0,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> MarginSoftmaxLoss:
     """Large-Margin Softmax (L-Softmax): ``z_iy = s |w_y| |x_i| ψ(θ_iy)`` with SphereFace's
     ``ψ``, ``z_ij = s |w_j| |x_i| cos θ_ij`` (unnormalised weights), cross-entropy; m = 4,
@@ -312,18 +309,18 @@ def large_margin_softmax(
     (PML's start as standard normal entries, norm about ``sqrt(D)``); no annealing (as PML)."""
     return MarginSoftmaxLoss(
         num_classes, embedding_dim, MultiplicativeAngularMargin(margin), scale,
-        magnitude="embedding_and_weight", **_proxy_options(proxy_lr, proxy_weight_decay),
+        magnitude="embedding_and_weight", **proxy,
     )  # fmt: skip
 
 
 @LOSSES.register(
     "p2sgrad", family="margin softmax", source="Zhang et al. 2019, P2SGrad", context=PROXY_CONTEXT
 )
+@options_factory(ProxyOptions)
 def p2sgrad(
     num_classes: int,
     embedding_dim: int,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> MarginSoftmaxLoss:
     """P2SGrad: ``L = mean_{i,j} (cos θ_ij - 1[j = y_i])²`` over the ``B x C`` cosines to unit
     class weights, whose gradient is the paper's cosine-driven update (no margin, no scale).
@@ -332,5 +329,5 @@ def p2sgrad(
     differentiates ``w`` itself."""
     return MarginSoftmaxLoss(
         num_classes, embedding_dim, Identity(), objective="squared_error",
-        **_proxy_options(proxy_lr, proxy_weight_decay),
+        **proxy,
     )  # fmt: skip

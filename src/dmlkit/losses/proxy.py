@@ -15,6 +15,7 @@ trainer a parameter group of its own: ``lr`` (``None``: the optimizer's ``loss_l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,6 +25,17 @@ from dmlkit.core.checks import check_positive
 
 # what a loss with per-class parameters takes from the run (BuildContext fields)
 PROXY_CONTEXT = ("num_classes", "embedding_dim")
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    """The options every loss with class proxies or weights takes: the proxies' own optimizer
+    group, learning rate ``proxy_lr`` (``None``: the loss's ``optimizer.loss_lr``) and
+    ``proxy_weight_decay``. Registry factories take them through
+    :func:`~dmlkit.core.options.options_factory`."""
+
+    proxy_lr: float | None = None
+    proxy_weight_decay: float = 0.0
 
 
 class Proxies(nn.Module):

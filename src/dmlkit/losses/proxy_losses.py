@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmlkit.core.checks import check_embeddings, check_labels, check_positive
+from dmlkit.core.options import options_factory
 from dmlkit.core.similarity import cosine_rows, inner
-from dmlkit.losses.proxy import PROXY_CONTEXT, Proxies
+from dmlkit.losses.proxy import PROXY_CONTEXT, Proxies, ProxyOptions
 from dmlkit.losses.reductions import masked_logsumexp
 from dmlkit.losses.registry import LOSSES
 from dmlkit.losses.regularizers import center_spread
@@ -271,20 +272,20 @@ class SoftTripleLoss(ProxyLoss):
     source="Movshovitz-Attias et al. 2017, ProxyNCA",
     context=PROXY_CONTEXT,
 )
+@options_factory(ProxyOptions)
 def proxy_nca(
     num_classes: int,
     embedding_dim: int,
     temperature: float = 1.0,
     per_class: int = 1,
     exclude_positives: bool = False,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> ProxySoftmaxLoss:
     """ProxyNCA: softmax of ``-|x̂ - p̂|² / T`` over the proxies (``σ = 2 / T``), T = 1."""
     t = check_positive(temperature, "temperature")
     return ProxySoftmaxLoss(
         num_classes, embedding_dim, 2.0 / t, per_class, exclude_positives,
-        proxy_lr=proxy_lr, proxy_weight_decay=proxy_weight_decay,
+        **proxy,
     )  # fmt: skip
 
 
@@ -294,19 +295,19 @@ def proxy_nca(
     source="Teh et al. 2020, ProxyNCA++",
     context=PROXY_CONTEXT,
 )
+@options_factory(ProxyOptions)
 def proxy_nca_pp(
     num_classes: int,
     embedding_dim: int,
     temperature: float = 1.0 / 9.0,
     per_class: int = 1,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> ProxySoftmaxLoss:
     """ProxyNCA++: ProxyNCA with the positives in the denominator and T = 1/9 (``σ = 18``)."""
     t = check_positive(temperature, "temperature")
     return ProxySoftmaxLoss(
         num_classes, embedding_dim, 2.0 / t, per_class,
-        proxy_lr=proxy_lr, proxy_weight_decay=proxy_weight_decay,
+        **proxy,
     )  # fmt: skip
 
 
@@ -316,19 +317,19 @@ def proxy_nca_pp(
     source="Zhai & Wu 2019, normalized softmax",
     context=PROXY_CONTEXT,
 )
+@options_factory(ProxyOptions)
 def normalized_softmax(
     num_classes: int,
     embedding_dim: int,
     temperature: float = 0.05,
     per_class: int = 1,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> ProxySoftmaxLoss:
     """Normalized Softmax: cross-entropy of ``cos(x, p) / T`` over the proxies, T = 0.05."""
     t = check_positive(temperature, "temperature")
     return ProxySoftmaxLoss(
         num_classes, embedding_dim, 1.0 / t, per_class,
-        proxy_lr=proxy_lr, proxy_weight_decay=proxy_weight_decay,
+        **proxy,
     )  # fmt: skip
 
 
@@ -338,19 +339,19 @@ def normalized_softmax(
     source="Kim et al. 2020, Proxy Anchor",
     context=PROXY_CONTEXT,
 )
+@options_factory(ProxyOptions)
 def proxy_anchor(
     num_classes: int,
     embedding_dim: int,
     margin: float = 0.1,
     alpha: float = 32.0,
     per_class: int = 1,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> ProxyAnchorLoss:
     """Proxy-Anchor, δ = 0.1, α = 32."""
     return ProxyAnchorLoss(
         num_classes, embedding_dim, margin, alpha, per_class,
-        proxy_lr=proxy_lr, proxy_weight_decay=proxy_weight_decay,
+        **proxy,
     )  # fmt: skip
 
 
@@ -360,6 +361,7 @@ def proxy_anchor(
     source="Qian et al. 2019, SoftTriple",
     context=PROXY_CONTEXT,
 )
+@options_factory(ProxyOptions)
 def soft_triple(
     num_classes: int,
     embedding_dim: int,
@@ -368,11 +370,10 @@ def soft_triple(
     tau: float = 0.2,
     margin: float = 0.01,
     per_class: int = 10,
-    proxy_lr: float | None = None,
-    proxy_weight_decay: float = 0.0,
+    **proxy: Any,
 ) -> SoftTripleLoss:
     """SoftTriple, λ = 20, γ = 0.1, τ = 0.2, δ = 0.01, 10 centres per class."""
     return SoftTripleLoss(
         num_classes, embedding_dim, scale, gamma, tau, margin, per_class,
-        proxy_lr=proxy_lr, proxy_weight_decay=proxy_weight_decay,
+        **proxy,
     )  # fmt: skip

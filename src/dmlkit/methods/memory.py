@@ -67,10 +67,11 @@ class CrossBatchMemory(nn.Module):
             )
         if label_dim is not None and label_dim < 1:
             raise ValueError(f"label_dim: expected None or >= 1, got {label_dim}")
-        if not _accepts_self_index(loss):
+        if not _accepts_self_index(loss) or not getattr(loss, "takes_references", True):
             raise TypeError(
-                f"loss: expected forward(emb, labels, ref_emb, ref_labels, self_index) so that "
-                f"self-comparisons can be removed, got {type(loss).__name__} without self_index"
+                f"loss: expected forward(emb, labels, ref_emb, ref_labels, self_index) comparing "
+                f"the batch with any reference set (self-comparisons removed by self_index), got "
+                f"{type(loss).__name__}, which does not"
             )
         self.loss = loss
         self.embedding_size = int(embedding_size)
