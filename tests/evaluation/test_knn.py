@@ -14,7 +14,7 @@ from dmlkit.evaluation.knn import chunk_rows
 def test_knn_matches_brute_force(metric: str) -> None:
     g = torch.Generator().manual_seed(0)
     q, r = torch.randn(50, 8, generator=g), torch.randn(80, 8, generator=g)
-    idx, val = knn(q, r, 5, metric=metric)
+    idx, val = knn(q, r, 5, similarity=metric)
     if metric == "cosine":
         s = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(r, dim=1).T
     elif metric == "dot":
@@ -65,8 +65,8 @@ def test_faiss_backend_agrees() -> None:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(200, 16, generator=g)
     for metric in ("cosine", "euclidean"):
-        a, _ = knn(x, None, 5, metric=metric)
-        b, _ = knn(x, None, 5, metric=metric, backend="faiss")
+        a, _ = knn(x, None, 5, similarity=metric)
+        b, _ = knn(x, None, 5, similarity=metric, backend="faiss")
         assert torch.equal(a, b)
 
 
@@ -88,7 +88,7 @@ def test_faiss_missing_message(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="k: expected 1 <= k <= 4"):
         knn(torch.randn(5, 3), None, 5)
-    with pytest.raises(ValueError, match="metric"):
-        knn(torch.randn(5, 3), None, 1, metric="manhattan")
+    with pytest.raises(ValueError, match="similarity: expected one of"):
+        knn(torch.randn(5, 3), None, 1, similarity="manhattan")
     with pytest.raises(ValueError, match="backend"):
         knn(torch.randn(5, 3), None, 1, backend="annoy")

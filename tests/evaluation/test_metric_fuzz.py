@@ -51,7 +51,7 @@ def test_metrics_are_finite_and_in_range_or_a_clear_error(
     emb, labels, ref, ref_labels = case
     try:
         result = evaluate(
-            emb, labels, ref, ref_labels, metrics=[metric], ks=(1, 3), metric=similarity
+            emb, labels, ref, ref_labels, metrics=[metric], ks=(1, 3), similarity=similarity
         )
     except (ValueError, TypeError) as err:
         assert "expected" in str(err), str(err)

@@ -49,7 +49,7 @@ def test_evaluate_on_points_on_a_line() -> None:
         y,
         metrics=["recall", "precision@1", "r_precision", "map@r", "mrr"],
         ks=(1, 2),
-        metric="euclidean",
+        similarity="euclidean",
     ).to_dict()
     # leave-one-out neighbours, nearest first (class in brackets):
     #   0 -> 1(0) 2(1) 3(0) | 1 -> 0(0) 2(1) 3(0) | 2 -> 1(0) 3(0) 0(0)
@@ -148,7 +148,7 @@ def test_per_k_keys_and_list_metrics() -> None:
     pos = torch.tensor([[0.0], [1.0], [2.1], [3.3], [10.0], [10.5]])
     y = torch.tensor([0, 0, 1, 0, 1, 1])
     res = evaluate(
-        pos, y, metrics=["precision_at_k", "map_at_k", "f1"], ks=(1, 3), metric="euclidean"
+        pos, y, metrics=["precision_at_k", "map_at_k", "f1"], ks=(1, 3), similarity="euclidean"
     ).to_dict()
     # top 3 per query (see test_evaluate_on_points_on_a_line): relevant flags
     #   0: 1 0 1 | 1: 1 0 1 | 2: 0 0 0 | 3: 0 1 1 | 4: 1 0 1 | 5: 1 0 1
@@ -169,7 +169,7 @@ def test_recall_beyond_the_short_list_is_exact() -> None:
     x = torch.randn(200, 4, generator=g)
     y = torch.randint(0, 40, (200,), generator=g)
     ks = (1, 20, 60)
-    res = evaluate(x, y, metrics=["recall", "mrr"], ks=ks, metric="euclidean").to_dict()
+    res = evaluate(x, y, metrics=["recall", "mrr"], ks=ks, similarity="euclidean").to_dict()
     d = torch.cdist(x, x).fill_diagonal_(float("inf"))
     firsts = []
     for i in range(200):

@@ -36,7 +36,7 @@ def _quantised(seed: int, n: int, d: int = 3) -> torch.Tensor:
 def test_leave_one_out_matches_loop_with_ties(k: int, budget: int) -> None:
     x = _quantised(0, 40)
     y = torch.randint(0, 6, (40,), generator=torch.Generator().manual_seed(1))
-    out = rank_references(x, y, None, None, k, metric="dot", memory_bytes=budget)
+    out = rank_references(x, y, None, None, k, similarity="dot", memory_bytes=budget)
     s = x @ x.T
     s.fill_diagonal_(float("-inf"))
     rel = label_relevance(y, y)
@@ -53,7 +53,7 @@ def test_gallery_and_multi_label_match_loop() -> None:
     g = torch.Generator().manual_seed(4)
     ql = (torch.rand(25, 4, generator=g) < 0.3).long()
     rl = (torch.rand(60, 4, generator=g) < 0.3).long()
-    out = rank_references(q, ql, r, rl, 2, metric="euclidean", memory_bytes=8 * 60 * 4)
+    out = rank_references(q, ql, r, rl, 2, similarity="euclidean", memory_bytes=8 * 60 * 4)
     s = -(torch.cdist(q, r) ** 2)
     rel = (ql @ rl.T) > 0
     tops, firsts = _loop_reference(s, rel, 2)

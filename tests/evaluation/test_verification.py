@@ -61,7 +61,7 @@ def test_equals_sklearn_on_the_same_scores(metric: str) -> None:
     labels = torch.randint(0, 8, (120,), generator=g)
     emb = torch.randn(8, 6, generator=g)[labels] + 1.5 * torch.randn(120, 6, generator=g)
     # the metrics from the scores this function computes equal sklearn's on those scores
-    counts = pair_counts(emb.double(), labels, metric=metric)
+    counts = pair_counts(emb.double(), labels, similarity=metric)
     scores, genuine = all_pairs(emb.double(), labels, metric)
     assert counts.num_genuine == genuine.sum() and counts.num_impostor == (~genuine).sum()
     fmrs = [0.2, 1e-2, 1e-3]
@@ -70,7 +70,7 @@ def test_equals_sklearn_on_the_same_scores(metric: str) -> None:
     ours.update({f"tar@far{rate_name(f)}": tar_at_far(counts, f)[0] for f in fmrs})
     assert ours == pytest.approx(ref, abs=1e-10)
     # and evaluate() reports them under their keys, FNMR = 1 - TAR
-    result = evaluate(emb.double(), labels, metrics=VERIFICATION, metric=metric, fmrs=fmrs).metrics
+    result = evaluate(emb.double(), labels, metrics=VERIFICATION, similarity=metric, fmrs=fmrs).metrics
     for f in fmrs:
         assert result[f"fnmr@fmr{rate_name(f)}"] == pytest.approx(1 - ref[f"tar@far{rate_name(f)}"])
     assert result["roc_auc"] == pytest.approx(ref["roc_auc"], abs=1e-12)
@@ -80,7 +80,7 @@ def test_roc_vertices_lie_on_sklearns_curve() -> None:
     g = torch.Generator().manual_seed(2)
     labels = torch.randint(0, 5, (60,), generator=g)
     emb = torch.randint(-2, 3, (60, 3), generator=g).double()  # integer scores: many ties
-    counts = pair_counts(emb, labels, metric="dot")
+    counts = pair_counts(emb, labels, similarity="dot")
     scores, genuine = all_pairs(emb, labels, "dot")
     fpr, tpr, _ = roc_curve(genuine, scores, drop_intermediate=False)
     xs, ys = our_roc_curve(counts)
@@ -98,7 +98,7 @@ def test_hand_computed_eer_auc_and_tar() -> None:
     emb = torch.tensor([[1.0], [1.0], [2.0], [-1.0]])
     labels = torch.tensor([0, 0, 1, 1])
     # genuine: (0,1)=1, (2,3)=-2; impostor: (0,2)=2, (0,3)=-1, (1,2)=2, (1,3)=-1
-    counts = pair_counts(emb, labels, metric="dot")
+    counts = pair_counts(emb, labels, similarity="dot")
     assert counts.values.tolist() == [-2.0, 1.0]
     assert (counts.num_genuine, counts.num_impostor) == (2, 4)
     # P(gen > imp): gen 1 beats the two -1's, gen -2 beats none: 2 of 8
@@ -118,7 +118,7 @@ def test_hand_computed_eer_on_a_sloped_segment() -> None:
     # genuine (0,1)=3, (3,4)=0; impostor (0,2)=9 (0,3)=3 (0,4)=0 (1,2)=3 (1,3)=1 (1,4)=0
     # (2,3)=3 (2,4)=0. ROC: (0,0) -> (1/8,0) [the 9] -> (4/8,1/2) [3 impostors and 1 genuine
     # tied at 3] -> (5/8,1/2) [the 1] -> (1,1) [3 impostors and 1 genuine tied at 0]
-    counts = pair_counts(emb, labels, metric="dot")
+    counts = pair_counts(emb, labels, similarity="dot")
     fmr, tar = our_roc_curve(counts)
     assert fmr.tolist() == pytest.approx([0, 1 / 8, 4 / 8, 5 / 8, 1, 1])
     assert tar.tolist() == pytest.approx([0, 0, 1 / 2, 1 / 2, 1, 1])
@@ -132,8 +132,8 @@ def test_the_block_size_does_not_change_the_counts() -> None:
     g = torch.Generator().manual_seed(3)
     labels = torch.randint(0, 6, (90,), generator=g)
     emb = torch.randint(-3, 4, (90, 4), generator=g).float()
-    whole = pair_counts(emb, labels, metric="dot")
-    tiny = pair_counts(emb, labels, metric="dot", memory_bytes=1)  # one row a block
+    whole = pair_counts(emb, labels, similarity="dot")
+    tiny = pair_counts(emb, labels, similarity="dot", memory_bytes=1)  # one row a block
     for name in ("values", "genuine", "impostor_below", "impostor_equal"):
         assert torch.equal(getattr(whole, name), getattr(tiny, name)), name
 

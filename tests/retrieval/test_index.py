@@ -30,7 +30,7 @@ def test_round_trip_search_equals_exact_knn(metric: str, tmp_path: Path) -> None
     index.save(tmp_path / "items.index")
     loaded = EmbeddingIndex.load(tmp_path / "items.index")
     rows, scores = loaded.search(queries, k=7)
-    ref_rows, ref_scores = knn(queries, data, k=7, metric=metric)
+    ref_rows, ref_scores = knn(queries, data, k=7, similarity=metric)
     assert torch.equal(rows, ref_rows)
     assert torch.allclose(scores, ref_scores, atol=1e-5)
     assert loaded.paths[5] == "img5.png" and loaded.classes[301] == "c1" and loaded.paths[301] == ""
