@@ -205,7 +205,7 @@ def check_knn_arguments(
 def import_faiss() -> Any:
     """The ``faiss`` module, or an ``ImportError`` saying how to install it."""
     try:
-        import faiss  # type: ignore[import-not-found]
+        import faiss  # type: ignore[import-not-found, unused-ignore]
     except ImportError as err:
         raise ImportError(
             "the faiss kNN backends need faiss: pip install 'dmlkit[faiss]' (or faiss-cpu / "

@@ -174,7 +174,7 @@ def kmeans(
 
 def _faiss_kmeans(x: Tensor, k: int, seed: int, n_init: int, max_iter: int) -> Tensor:
     try:
-        import faiss  # type: ignore[import-not-found]
+        import faiss  # type: ignore[import-not-found, unused-ignore]
     except ImportError as err:
         raise ImportError("backend='faiss' needs faiss: pip install 'dmlkit[faiss]'") from err
     data = x.cpu().contiguous().numpy()

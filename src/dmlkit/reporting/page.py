@@ -8,7 +8,7 @@ import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from dmlkit.training.run_metrics import RunMetrics
 
@@ -46,6 +46,11 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _finite(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is a finite number (a metric that can be differenced)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def format_value(name: str, value: Any, counts: Sequence[str]) -> str:
     """A metric for the table: counts as integers, fractions as percentages, blanks for none."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -81,8 +86,7 @@ def metrics_table(metrics: RunMetrics, counts: Sequence[str]) -> str:
         cells += [f"<td>{format_value(name, values[c].get(name), counts)}</td>" for c in columns]
         if change:
             a, b = values["before"].get(name), values["final"].get(name)
-            numeric = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (a, b))
-            if numeric and name not in counts:
+            if _finite(a) and _finite(b) and name not in counts:
                 delta = 100 * (b - a)
                 kind = "up" if delta > 0 else "down" if delta < 0 else ""
                 cells.append(f'<td class="{kind}">{delta:+.2f}</td>')
