@@ -90,3 +90,39 @@ def test_glyph_loss_table_summary_and_markdown() -> None:
     assert [r.split(" | ")[0] for r in rows] == ["| circle", "| ms"]
     assert "| npair | pair weighting | failed: ValueError: boom | | | |" in table
     assert "| ms | pair weighting | 0.600 ± 0.141 | 0.850 ± 0.071 | 2 | 110 |" in table
+
+
+# catalogue cases whose two sides compute the same loss at these settings (the others say in
+# their note what differs)
+SAME_VALUE = {
+    "fast_ap", "histogram", "dynamic_soft_margin", "manifold", "arcface", "subcenter_arcface",
+    "cosface", "sphereface", "large_margin_softmax", "p2sgrad", "supcon", "ntxent", "nca",
+    "instance", "intra_pair_variance", "snr_contrastive", "tuplet_margin", "angular", "tcm",
+    "vicreg", "self_supervised_contrastive", "miner_pair_margin", "miner_batch_easy_hard",
+    "ranked_list",
+}  # fmt: skip
+
+
+def test_catalogue_cases_compare_like_with_like() -> None:
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.bench_pair_losses import _inputs, catalogue_cases
+
+    cases = catalogue_cases()
+    assert set(cases) >= SAME_VALUE
+    x, y = _inputs(32, 16, 4)
+    for name, case in cases.items():
+        values = []
+        for side in (case.ours, case.peer):
+            if side is None:
+                assert case.note, f"{name}: a case without a peer says why"
+                continue
+            torch.manual_seed(0)
+            e = x.clone().requires_grad_(True)
+            loss = side(4, 16)(e, y)
+            loss.backward()
+            assert torch.isfinite(loss) and e.grad is not None and torch.isfinite(e.grad).all()
+            values.append(float(loss))
+        if name in SAME_VALUE:
+            assert values[0] == pytest.approx(values[1], rel=1e-4), name
