@@ -17,39 +17,31 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from dmlkit.core.relations import RelationFn, relation_masks
 from dmlkit.core.similarity import unit_rows
-from dmlkit.losses.inputs import resolve_reference
+from dmlkit.losses.base import BatchLoss
+from dmlkit.losses.inputs import LossInputs, resolve_reference
 from dmlkit.losses.reductions import masked_logsumexp
 from dmlkit.losses.registry import LOSSES
 
 
-class AngularLoss(nn.Module):
+class AngularLoss(BatchLoss):
     """``forward(emb (B, D), labels, ref_emb (R, D) = None, ref_labels = None, self_index = None)``;
     the mean over positive pairs of ``log(1 + Σ_{N_a} e^{4 t (x_a + x_p)ᵀ x_n - 2 (1 + t) x_aᵀ x_p})``
     on L2-normalised rows, ``t = tan² α`` with ``alpha`` in degrees (0 < α < 90). Computed in
     float32 (float64 for float64 input), also under autocast."""
 
     def __init__(self, alpha: float = 40.0, relation_fn: RelationFn | None = None) -> None:
-        super().__init__()
+        super().__init__("cosine", relation_fn)
         if not 0.0 < float(alpha) < 90.0:
             raise ValueError(f"alpha: expected an angle in degrees in (0, 90), got {alpha!r}")
         self.alpha = float(alpha)
-        self.relation_fn = relation_fn
 
-    def forward(
-        self,
-        emb: Tensor,
-        labels: Tensor,
-        ref_emb: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        self_index: Tensor | None = None,
-    ) -> Tensor:
-        labels, ref, ref_labels, self_index = resolve_reference(
-            emb, labels, ref_emb, ref_labels, self_index
-        )
+    def compute(self, inputs: LossInputs) -> Tensor:
+        emb = inputs.emb
+        labels, ref, ref_labels, self_index = resolve_reference(inputs)
         pos, neg = relation_masks(labels, ref_labels, self.relation_fn, self_index)
         dtype = torch.float64 if emb.dtype == torch.float64 else torch.float32
         tan_sq = math.tan(math.radians(self.alpha)) ** 2

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from dmlkit.core.relations import RelationFn
 from dmlkit.core.similarity import Similarity
-from dmlkit.losses.inputs import similarity_and_masks
+from dmlkit.losses.inputs import LossInputs, similarity_and_masks
 
 
 class BatchLoss(nn.Module):
@@ -30,18 +30,14 @@ class BatchLoss(nn.Module):
         )
         self.relation_fn = relation_fn
 
-    def pairs(
-        self,
-        emb: Tensor,
-        labels: Tensor,
-        ref_emb: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        self_index: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Validate inputs; return ``S (B, R)`` and the label masks ``pos, neg (B, R)``."""
-        return similarity_and_masks(
-            self.similarity, self.relation_fn, emb, labels, ref_emb, ref_labels, self_index
-        )
+    def pairs(self, *inputs: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``pairs(emb, labels, ref_emb=None, ref_labels=None, self_index=None)`` (positional, as
+        :meth:`forward`): validate; return ``S (B, R)`` and the label masks ``pos, neg (B, R)``."""
+        return self.pairs_of(LossInputs(*inputs))  # type: ignore[arg-type]
+
+    def pairs_of(self, x: LossInputs) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`pairs` of one :class:`LossInputs`."""
+        return similarity_and_masks(self.similarity, self.relation_fn, x)
 
     def from_similarity(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         raise NotImplementedError  # pragma: no cover - interface
@@ -54,5 +50,11 @@ class BatchLoss(nn.Module):
         ref_labels: Tensor | None = None,
         self_index: Tensor | None = None,
     ) -> Tensor:
-        sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
+        """The 0-dim loss of one call (the fields of :class:`LossInputs`), by :meth:`compute`;
+        subclasses override :meth:`compute`, never this signature."""
+        return self.compute(LossInputs(emb, labels, ref_emb, ref_labels, self_index))
+
+    def compute(self, x: LossInputs) -> Tensor:
+        """The loss of one call: by default :meth:`from_similarity` of :meth:`pairs_of`."""
+        sim, pos, neg = self.pairs_of(x)
         return self.from_similarity(sim, pos, neg)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from dmlkit.core.relations import RelationFn
 from dmlkit.losses.base import BatchLoss
+from dmlkit.losses.inputs import LossInputs
 from dmlkit.losses.registry import LOSSES
 
 
@@ -55,16 +56,9 @@ class HistogramLoss(BatchLoss):
             raise ValueError(f"num_bins: expected an integer >= 1, got {num_bins!r}")
         self.num_bins = int(num_bins)
 
-    def forward(
-        self,
-        emb: Tensor,
-        labels: Tensor,
-        ref_emb: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        self_index: Tensor | None = None,
-    ) -> Tensor:
-        sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
-        if ref_emb is None or ref_emb is emb:  # each unordered pair of the batch once
+    def compute(self, x: LossInputs) -> Tensor:
+        sim, pos, neg = self.pairs_of(x)
+        if x.symmetric:  # each unordered pair of the batch once
             pos, neg = torch.triu(pos, diagonal=1), torch.triu(neg, diagonal=1)
         return self.from_similarity(sim, pos, neg)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -10,14 +12,26 @@ from dmlkit.core.relations import RelationFn, relation_masks
 from dmlkit.core.similarity import Similarity
 
 
+@dataclass(frozen=True)
+class LossInputs:
+    """One call of a batch loss: ``emb (B, D)``, ``labels`` (``(B,)`` class ids or ``(B, C)``
+    multi-hot), the reference set ``ref_emb (R, D)`` with ``ref_labels`` (``None``: the batch
+    itself) and ``self_index (B,)`` (reference column of each row's own copy, ``-1``: none)."""
+
+    emb: Tensor
+    labels: Tensor
+    ref_emb: Tensor | None = None
+    ref_labels: Tensor | None = None
+    self_index: Tensor | None = None
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether the batch is its own reference (each unordered pair appears twice)."""
+        return self.ref_emb is None or self.ref_emb is self.emb
+
+
 def similarity_and_masks(
-    similarity: Similarity,
-    relation_fn: RelationFn | None,
-    emb: Tensor,
-    labels: Tensor,
-    ref_emb: Tensor | None = None,
-    ref_labels: Tensor | None = None,
-    self_index: Tensor | None = None,
+    similarity: Similarity, relation_fn: RelationFn | None, x: LossInputs
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``S (B, R)`` (float32 or float64) and bool ``pos, neg (B, R)``.
 
@@ -25,24 +39,23 @@ def similarity_and_masks(
     own column is excluded. ``self_index[i] = j`` excludes reference column ``j`` for row ``i``
     (``-1``: nothing), for references that contain the batch (a memory bank).
     """
-    labels, ref_emb, ref_labels, self_index = resolve_reference(
-        emb, labels, ref_emb, ref_labels, self_index
-    )
-    sim = similarity(emb, ref_emb)
+    labels, ref_emb, ref_labels, self_index = resolve_reference(x)
+    sim = similarity(x.emb, ref_emb)
     pos, neg = relation_masks(labels, ref_labels, relation_fn, self_index)
     return sim, pos, neg
 
 
-def resolve_reference(
-    emb: Tensor,
-    labels: Tensor,
-    ref_emb: Tensor | None = None,
-    ref_labels: Tensor | None = None,
-    self_index: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+def resolve_reference(x: LossInputs) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """Validate the inputs of a batch loss; return ``(labels, ref_emb, ref_labels, self_index)``
     with the batch as its own reference (``self_index = arange(B)``) when ``ref_emb`` is None or
     ``emb`` itself, and the labels on ``emb``'s device."""
+    emb, labels, ref_emb, ref_labels, self_index = (
+        x.emb,
+        x.labels,
+        x.ref_emb,
+        x.ref_labels,
+        x.self_index,
+    )
     check_embeddings(emb, "emb")
     check_labels(labels, emb.shape[0], "labels")
     labels = labels.to(emb.device)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dmlkit.losses.inputs import LossInputs
 from dmlkit.losses.pair_loss import PairLoss
 
 
@@ -47,22 +48,16 @@ class InstanceLoss(PairLoss):
             )
         return super().chunked(None)
 
-    def forward(
-        self,
-        emb: Tensor,
-        labels: Tensor,
-        ref_emb: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        self_index: Tensor | None = None,
-    ) -> Tensor:
-        if (ref_emb is not None and ref_emb is not emb) or ref_labels is not None:
+    def compute(self, x: LossInputs) -> Tensor:
+        if not x.symmetric or x.ref_labels is not None:
             raise ValueError(
                 "ref_emb: expected None for the instance loss (the batch columns are its classes)"
             )
-        if self_index is not None:
+        if x.self_index is not None:
             raise ValueError("self_index: expected None for the instance loss (self-pairs count)")
+        emb = x.emb
         rows = emb.shape[0] if isinstance(emb, Tensor) and emb.ndim > 0 else 0
         keep_self = torch.full((rows,), -1, dtype=torch.long)
         if isinstance(emb, Tensor):
             keep_self = keep_self.to(emb.device)
-        return super().forward(emb, labels, self_index=keep_self)
+        return super().compute(LossInputs(emb, x.labels, self_index=keep_self))

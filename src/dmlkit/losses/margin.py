@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from dmlkit.core.checks import check_positive
 from dmlkit.core.relations import RelationFn
 from dmlkit.losses.base import BatchLoss
+from dmlkit.losses.inputs import LossInputs
 from dmlkit.losses.registry import LOSSES
 from dmlkit.losses.triplet_sampling import (
     DistanceWeightedSampler,
@@ -169,7 +170,7 @@ class MarginLoss(BatchLoss):
         self_index: Tensor | None = None,
         triplets: Triplets | None = None,
     ) -> Tensor:
-        sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
+        sim, pos, neg = self.pairs_of(LossInputs(emb, labels, ref_emb, ref_labels, self_index))
         beta = self._anchor_beta(labels.to(emb.device)).to(sim.dtype)  # (B,)
         if triplets is None and self.sampler is not None:
             triplets = self.sampler(cosine_to_distance(sim.detach()), pos, neg, emb.shape[1])

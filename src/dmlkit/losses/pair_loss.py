@@ -30,7 +30,7 @@ from dmlkit.core.relations import RelationFn, relation_masks
 from dmlkit.core.similarity import Similarity
 from dmlkit.losses.aggregators import PairAggregator
 from dmlkit.losses.base import BatchLoss
-from dmlkit.losses.inputs import resolve_reference
+from dmlkit.losses.inputs import LossInputs, resolve_reference
 from dmlkit.losses.miners import AllPairsMiner, PairMiner
 from dmlkit.losses.terms import PairTerm
 
@@ -96,32 +96,17 @@ class PairLoss(BatchLoss):
         self.chunk_size = chunk_size
         return self
 
-    def forward(
-        self,
-        emb: Tensor,
-        labels: Tensor,
-        ref_emb: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        self_index: Tensor | None = None,
-    ) -> Tensor:
-        size = self.chunk_size
+    def compute(self, x: LossInputs) -> Tensor:
+        size, emb = self.chunk_size, x.emb
         if size is not None and isinstance(emb, Tensor) and emb.ndim == 2 and emb.shape[0] > size:
-            return self._in_blocks(emb, labels, ref_emb, ref_labels, self_index)
-        sim, pos, neg = self.pairs(emb, labels, ref_emb, ref_labels, self_index)
-        return self.from_similarity(sim, pos, neg, symmetric=ref_emb is None or ref_emb is emb)
+            return self._in_blocks(x)
+        sim, pos, neg = self.pairs_of(x)
+        return self.from_similarity(sim, pos, neg, symmetric=x.symmetric)
 
-    def _in_blocks(
-        self,
-        emb: Tensor,
-        labels: Tensor,
-        ref_emb: Tensor | None,
-        ref_labels: Tensor | None,
-        self_index: Tensor | None,
-    ) -> Tensor:
+    def _in_blocks(self, x: LossInputs) -> Tensor:
         """The loss from blocks of ``chunk_size`` rows (see the module docstring)."""
-        labels, ref, ref_labels, self_index = resolve_reference(
-            emb, labels, ref_emb, ref_labels, self_index
-        )
+        emb = x.emb
+        labels, ref, ref_labels, self_index = resolve_reference(x)
         size = self.chunk_size
         assert size is not None
         stats: tuple[Tensor, ...] | None = None

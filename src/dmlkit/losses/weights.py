@@ -13,21 +13,15 @@ import torch
 from torch import Tensor
 
 from dmlkit.losses.base import BatchLoss
+from dmlkit.losses.inputs import LossInputs
 from dmlkit.losses.pair_loss import PairLoss
 
 
-def pair_weights(
-    loss: BatchLoss,
-    emb: Tensor,
-    labels: Tensor,
-    ref_emb: Tensor | None = None,
-    ref_labels: Tensor | None = None,
-    self_index: Tensor | None = None,
-) -> Tensor:
+def pair_weights(loss: BatchLoss, *inputs: Tensor | None) -> Tensor:
     """GPW weights ``W = dL/dS`` of ``loss`` on this batch, shape ``(B, R)`` (dtype of ``S``).
 
     ``loss`` is any batch loss of dmlkit (a :class:`PairLoss` or a triplet-family loss); the
-    arguments are those of its ``forward``. For an aggregator that counts unique pairs with the
+    ``inputs`` are those of its ``forward``: ``emb, labels[, ref_emb, ref_labels, self_index]``. For an aggregator that counts unique pairs with the
     batch as its own reference, each unordered pair's weight sits at ``(i, j)``, ``i < j``.
     Memory: that of one loss evaluation plus ``W``.
     """
@@ -36,13 +30,13 @@ def pair_weights(
             f"loss: expected a dmlkit batch loss (PairLoss, TripletLoss, ...), "
             f"got {type(loss).__name__}"
         )
+    x = LossInputs(*inputs)  # type: ignore[arg-type]
     with torch.no_grad():
-        sim, pos, neg = loss.pairs(emb, labels, ref_emb, ref_labels, self_index)
+        sim, pos, neg = loss.pairs_of(x)
     sim = sim.detach().requires_grad_(True)
     with torch.enable_grad():
         if isinstance(loss, PairLoss):
-            symmetric = ref_emb is None or ref_emb is emb
-            value = loss.from_similarity(sim, pos, neg, symmetric=symmetric)
+            value = loss.from_similarity(sim, pos, neg, symmetric=x.symmetric)
         else:
             value = loss.from_similarity(sim, pos, neg)
         (grad,) = torch.autograd.grad(value, sim, allow_unused=True)
