@@ -22,7 +22,7 @@ steps much more than the matrix products of the floor.
 
 ``--catalogue`` times the whole loss catalogue instead: every case of the
 ``benchmarks/catalogue_*.py`` modules (each loss beside its PML peer at matching settings, see
-:mod:`benchmarks.catalogue`) at B = 256, D = 128, 32 classes, one thread, into
+:mod:`benchmarks.catalogue`) at B = 128, D = 128, 32 classes, one thread, into
 ``pair_losses_catalogue.json``.
 
 ``--quick`` runs small sizes and prints without writing a result file.
@@ -208,14 +208,14 @@ def main() -> None:
     parser.add_argument(
         "--catalogue",
         action="store_true",
-        help="every benchmarks/catalogue_*.py case at B=256 D=128 (32 classes), one thread; "
+        help="every benchmarks/catalogue_*.py case at B=128 D=128 (32 classes), one thread; "
         "writes pair_losses_catalogue.json",
     )
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     if args.catalogue:
         torch.set_num_threads(1)
-        b = 64 if args.quick else 256
+        b = 64 if args.quick else 128
         rows = run_catalogue(b, 128, 32, rounds, args.repeats)
         if not args.quick:
             payload = {"dtype": "float32", "pass": "forward+backward", "threads": 1}
