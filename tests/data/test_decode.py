@@ -122,7 +122,7 @@ def test_decoding_without_torchvision_gives_the_same_pixels(
     path = tmp_path / "x.jpg"
     _photo().save(path, quality=90)
     with_torchvision = decode_file(path)
-    monkeypatch.setattr(decode, "_DECODE_JPEG", None)
+    monkeypatch.setattr(decode, "jpeg_decoder", lambda: None)
     assert torch.equal(decode_file(path), with_torchvision)
 
 

@@ -18,6 +18,7 @@ reads the size from the header first.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Callable
@@ -61,8 +62,10 @@ def pil_to_uint8(img: Image.Image) -> Tensor:
     return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
 
 
-def _jpeg_decoder() -> Callable[[Tensor], Tensor] | None:
-    """``bytes (N,) uint8 -> (3, H, W) uint8`` RGB by torchvision, or ``None`` without it."""
+@functools.cache
+def jpeg_decoder() -> Callable[[Tensor], Tensor] | None:
+    """``bytes (N,) uint8 -> (3, H, W) uint8`` RGB by torchvision, or ``None`` without it;
+    torchvision (seconds to import) is imported on the first JPEG, not with this module."""
     try:
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:
@@ -74,9 +77,6 @@ def _jpeg_decoder() -> Callable[[Tensor], Tensor] | None:
             return decode_jpeg(data, mode=ImageReadMode.RGB)
 
     return decode
-
-
-_DECODE_JPEG = _jpeg_decoder()
 
 
 def read_bytes(path: str | Path) -> np.ndarray:
@@ -123,9 +123,10 @@ def decode_bytes(data: np.ndarray, path: str | Path, reduce: int = 1) -> Tensor:
     """
     if reduce != 1:
         return _decode_reduced(data, path, reduce)
-    if _DECODE_JPEG is not None and data[:3].tobytes() == JPEG_MAGIC:
+    decode_jpeg = jpeg_decoder() if data[:3].tobytes() == JPEG_MAGIC else None
+    if decode_jpeg is not None:
         try:
-            return _DECODE_JPEG(torch.from_numpy(data))
+            return decode_jpeg(torch.from_numpy(data))
         except RuntimeError:
             pass  # PIL decides, and names the path when it fails too
     return pil_to_uint8(read_image(path))
