@@ -70,7 +70,9 @@ def test_equals_sklearn_on_the_same_scores(metric: str) -> None:
     ours.update({f"tar@far{rate_name(f)}": tar_at_far(counts, f)[0] for f in fmrs})
     assert ours == pytest.approx(ref, abs=1e-10)
     # and evaluate() reports them under their keys, FNMR = 1 - TAR
-    result = evaluate(emb.double(), labels, metrics=VERIFICATION, similarity=metric, fmrs=fmrs).metrics
+    result = evaluate(
+        emb.double(), labels, metrics=VERIFICATION, similarity=metric, fmrs=fmrs
+    ).metrics
     for f in fmrs:
         assert result[f"fnmr@fmr{rate_name(f)}"] == pytest.approx(1 - ref[f"tar@far{rate_name(f)}"])
     assert result["roc_auc"] == pytest.approx(ref["roc_auc"], abs=1e-12)

@@ -17,15 +17,12 @@ O((B + C)³) (one matrix inverse, always in float32 or float64, also under autoc
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from dmlkit.core.checks import check_positive
-from dmlkit.core.options import options_factory
 from dmlkit.core.similarity import cosine_rows, inner
-from dmlkit.losses.proxy import PROXY_CONTEXT, ProxyOptions
+from dmlkit.losses.proxy import PROXY_CONTEXT
 from dmlkit.losses.proxy_losses import ProxyLoss
 from dmlkit.losses.registry import LOSSES
 
@@ -101,21 +98,9 @@ class ManifoldLoss(ProxyLoss):
         )
 
 
-@LOSSES.register(
+LOSSES.register(
     "manifold",
     family="proxy",
     source="Aziere & Todorovic 2019, manifold loss",
     context=PROXY_CONTEXT,
-)
-@options_factory(ProxyOptions)
-def manifold(
-    num_classes: int,
-    embedding_dim: int,
-    lambda_c: float = 1.0,
-    alpha: float = 0.8,
-    margin: float = 5e-4,
-    temperature: float = 0.5,
-    **proxy: Any,
-) -> ManifoldLoss:
-    """Manifold loss with one proxy per class (:class:`ManifoldLoss`); defaults as PML's."""
-    return ManifoldLoss(num_classes, embedding_dim, lambda_c, alpha, margin, temperature, **proxy)
+)(ManifoldLoss)
