@@ -58,6 +58,13 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _cell(stats: dict[str, float]) -> str:
+    """``mean ± std`` over seeds; the value alone for one seed."""
+    if stats["n"] < 2:
+        return f"{stats['mean']:.3f}"
+    return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+
 def markdown(payload: dict[str, Any]) -> str:
     """The table, best test MAP@R first: loss, family, MAP@R and P@1 (mean ± std, seeds)."""
     rows = []
@@ -75,7 +82,7 @@ def markdown(payload: dict[str, Any]) -> str:
     ]
     for _, loss, s in sorted(rows, reverse=True):
         wall = statistics.fmean(r["wall_s"] for r in payload["runs"][loss])
-        cells = [f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in METRICS]
+        cells = [_cell(s[k]) for k in METRICS]
         family = LOSSES.info(loss).family if loss in LOSSES else ""
         lines.append(
             f"| {loss} | {family} | {' | '.join(cells)} | {int(s['map@r']['n'])} | {wall:.0f} |"
