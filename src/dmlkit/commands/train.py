@@ -10,6 +10,7 @@ writes. A training that finished is never reported as a failure: when the report
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -108,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
         if message is None:
             raise
         print(f"dmlkit: error: {message}", file=sys.stderr, flush=True)
-        return 1
+        # The process group of a run whose peer died or hangs cannot be torn down: leaving it,
+        # or the interpreter's own exit, can abort in gloo's threads (SIGABRT instead of
+        # status 1). Logs and checkpoints are already flushed and written atomically.
+        sys.stdout.flush()
+        os._exit(1)
     finally:
         context.close()
     if not context.is_main:
