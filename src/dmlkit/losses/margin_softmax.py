@@ -45,11 +45,9 @@ from torch import Tensor, nn
 
 from dmlkit.core.checks import check_positive
 from dmlkit.core.norms import row_norms
-from dmlkit.core.options import options_factory
 from dmlkit.core.similarity import cosine_rows, inner
-from dmlkit.losses.proxy import PROXY_CONTEXT, ProxyOptions
+from dmlkit.losses.proxy import register_proxy_loss
 from dmlkit.losses.proxy_losses import ProxyLoss
-from dmlkit.losses.registry import LOSSES
 
 Magnitude = Literal["none", "embedding", "embedding_and_weight"]
 Objective = Literal["cross_entropy", "squared_error"]
@@ -202,10 +200,7 @@ class MarginSoftmaxLoss(ProxyLoss):
         return f"scale={self.scale}, magnitude={self.magnitude!r}, objective={self.objective!r}"
 
 
-@LOSSES.register(
-    "arcface", family="margin softmax", source="Deng et al. 2019, ArcFace", context=PROXY_CONTEXT
-)
-@options_factory(ProxyOptions)
+@register_proxy_loss("arcface", family="margin softmax", source="Deng et al. 2019, ArcFace")
 def arcface(
     num_classes: int,
     embedding_dim: int,
@@ -222,13 +217,9 @@ def arcface(
     )  # fmt: skip
 
 
-@LOSSES.register(
-    "subcenter_arcface",
-    family="margin softmax",
-    source="Deng et al. 2020, Sub-center ArcFace",
-    context=PROXY_CONTEXT,
+@register_proxy_loss(
+    "subcenter_arcface", family="margin softmax", source="Deng et al. 2020, Sub-center ArcFace"
 )
-@options_factory(ProxyOptions)
 def subcenter_arcface(
     num_classes: int,
     embedding_dim: int,
@@ -246,10 +237,7 @@ def subcenter_arcface(
     )  # fmt: skip
 
 
-@LOSSES.register(
-    "cosface", family="margin softmax", source="Wang et al. 2018, CosFace", context=PROXY_CONTEXT
-)
-@options_factory(ProxyOptions)
+@register_proxy_loss("cosface", family="margin softmax", source="Wang et al. 2018, CosFace")
 def cosface(
     num_classes: int,
     embedding_dim: int,
@@ -265,13 +253,7 @@ def cosface(
     )  # fmt: skip
 
 
-@LOSSES.register(
-    "sphereface",
-    family="margin softmax",
-    source="Liu et al. 2017, SphereFace",
-    context=PROXY_CONTEXT,
-)
-@options_factory(ProxyOptions)
+@register_proxy_loss("sphereface", family="margin softmax", source="Liu et al. 2017, SphereFace")
 def sphereface(
     num_classes: int,
     embedding_dim: int,
@@ -289,13 +271,9 @@ def sphereface(
     )  # fmt: skip
 
 
-@LOSSES.register(
-    "large_margin_softmax",
-    family="margin softmax",
-    source="Liu et al. 2016, Large-Margin Softmax",
-    context=PROXY_CONTEXT,
+@register_proxy_loss(
+    "large_margin_softmax", family="margin softmax", source="Liu et al. 2016, Large-Margin Softmax"
 )
-@options_factory(ProxyOptions)
 def large_margin_softmax(
     num_classes: int,
     embedding_dim: int,
@@ -313,10 +291,7 @@ def large_margin_softmax(
     )  # fmt: skip
 
 
-@LOSSES.register(
-    "p2sgrad", family="margin softmax", source="Zhang et al. 2019, P2SGrad", context=PROXY_CONTEXT
-)
-@options_factory(ProxyOptions)
+@register_proxy_loss("p2sgrad", family="margin softmax", source="Zhang et al. 2019, P2SGrad")
 def p2sgrad(
     num_classes: int,
     embedding_dim: int,

@@ -15,6 +15,7 @@ trainer a parameter group of its own: ``lr`` (``None``: the optimizer's ``loss_l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from dmlkit.core.checks import check_positive
+from dmlkit.core.options import options_factory
+from dmlkit.losses.registry import LOSSES
 
 # what a loss with per-class parameters takes from the run (BuildContext fields)
 PROXY_CONTEXT = ("num_classes", "embedding_dim")
@@ -36,6 +39,22 @@ class ProxyOptions:
 
     proxy_lr: float | None = None
     proxy_weight_decay: float = 0.0
+
+
+def register_proxy_loss(
+    name: str, *, family: str, source: str
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a factory of a loss with class proxies (or weights) as ``name``: it takes the
+    run's :data:`PROXY_CONTEXT` and, after its own options, the :class:`ProxyOptions`
+    (``factory(num_classes, embedding_dim, ..., **proxy)``)."""
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        with_options = options_factory(ProxyOptions)(factory)
+        return LOSSES.register(name, family=family, source=source, context=PROXY_CONTEXT)(
+            with_options
+        )
+
+    return deco
 
 
 class Proxies(nn.Module):

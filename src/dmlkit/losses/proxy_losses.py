@@ -41,11 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmlkit.core.checks import check_embeddings, check_labels, check_positive
-from dmlkit.core.options import options_factory
 from dmlkit.core.similarity import cosine_rows, inner
-from dmlkit.losses.proxy import PROXY_CONTEXT, Proxies, ProxyOptions
+from dmlkit.losses.proxy import Proxies, register_proxy_loss
 from dmlkit.losses.reductions import masked_logsumexp
-from dmlkit.losses.registry import LOSSES
 from dmlkit.losses.regularizers import center_spread
 
 
@@ -266,13 +264,7 @@ class SoftTripleLoss(ProxyLoss):
         return f"scale={self.scale}, gamma={self.gamma}, tau={self.tau}, margin={self.margin}"
 
 
-@LOSSES.register(
-    "proxy_nca",
-    family="proxy",
-    source="Movshovitz-Attias et al. 2017, ProxyNCA",
-    context=PROXY_CONTEXT,
-)
-@options_factory(ProxyOptions)
+@register_proxy_loss("proxy_nca", family="proxy", source="Movshovitz-Attias et al. 2017, ProxyNCA")
 def proxy_nca(
     num_classes: int,
     embedding_dim: int,
@@ -289,13 +281,7 @@ def proxy_nca(
     )  # fmt: skip
 
 
-@LOSSES.register(
-    "proxy_nca_pp",
-    family="proxy",
-    source="Teh et al. 2020, ProxyNCA++",
-    context=PROXY_CONTEXT,
-)
-@options_factory(ProxyOptions)
+@register_proxy_loss("proxy_nca_pp", family="proxy", source="Teh et al. 2020, ProxyNCA++")
 def proxy_nca_pp(
     num_classes: int,
     embedding_dim: int,
@@ -311,13 +297,9 @@ def proxy_nca_pp(
     )  # fmt: skip
 
 
-@LOSSES.register(
-    "normalized_softmax",
-    family="proxy",
-    source="Zhai & Wu 2019, normalized softmax",
-    context=PROXY_CONTEXT,
+@register_proxy_loss(
+    "normalized_softmax", family="proxy", source="Zhai & Wu 2019, normalized softmax"
 )
-@options_factory(ProxyOptions)
 def normalized_softmax(
     num_classes: int,
     embedding_dim: int,
@@ -333,13 +315,7 @@ def normalized_softmax(
     )  # fmt: skip
 
 
-@LOSSES.register(
-    "proxy_anchor",
-    family="proxy",
-    source="Kim et al. 2020, Proxy Anchor",
-    context=PROXY_CONTEXT,
-)
-@options_factory(ProxyOptions)
+@register_proxy_loss("proxy_anchor", family="proxy", source="Kim et al. 2020, Proxy Anchor")
 def proxy_anchor(
     num_classes: int,
     embedding_dim: int,
@@ -355,13 +331,7 @@ def proxy_anchor(
     )  # fmt: skip
 
 
-@LOSSES.register(
-    "soft_triple",
-    family="proxy",
-    source="Qian et al. 2019, SoftTriple",
-    context=PROXY_CONTEXT,
-)
-@options_factory(ProxyOptions)
+@register_proxy_loss("soft_triple", family="proxy", source="Qian et al. 2019, SoftTriple")
 def soft_triple(
     num_classes: int,
     embedding_dim: int,
