@@ -13,6 +13,7 @@ from dmlkit.losses import create, pair_weights
 from dmlkit.losses.ap_surrogates import FastAPLoss, PNPLoss, SmoothAPLoss, soft_ranks_ahead
 from dmlkit.losses.miners import ThresholdMiner
 from tests.losses import ap_refs
+from tests.losses.grads import value_and_grad
 
 VARIANTS = ["O", "Ds", "Dq", "Iu", "Ib"]
 Reference = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -29,15 +30,6 @@ LOOP_CASES: dict[str, tuple[Callable[[], torch.nn.Module], Reference]] = {
         for v in VARIANTS
     },
 }
-
-
-def _value_and_grad(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    x = x.clone().requires_grad_(True)
-    value = fn(x)
-    (grad,) = torch.autograd.grad(value, x)
-    return value.detach(), grad
 
 
 def _batch(seed: int, size: int = 9, dim: int = 4, classes: int = 3):
@@ -131,8 +123,8 @@ def test_pnp_matches_pml(variant: str, seed: int) -> None:
     # every class at least twice: PML adds the anchor to its positives only when it has another
     y = (torch.arange(24) % 5)[torch.randperm(24, generator=g)]
     self_pos = torch.full((24,), -1)  # NO_SELF
-    ours = _value_and_grad(lambda e: create("pnp", variant=variant)(e, y, self_index=self_pos), x)
-    theirs = _value_and_grad(lambda e: pml_losses.PNPLoss(variant=variant)(e, y), x)
+    ours = value_and_grad(lambda e: create("pnp", variant=variant)(e, y, self_index=self_pos), x)
+    theirs = value_and_grad(lambda e: pml_losses.PNPLoss(variant=variant)(e, y), x)
     torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-12)
 
 
@@ -141,8 +133,8 @@ def test_fast_ap_matches_pml(seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(24, 8, generator=g, dtype=torch.float64)
     y = torch.randint(0, 5, (24,), generator=g)
-    ours = _value_and_grad(lambda e: create("fast_ap")(e, y), x)
-    theirs = _value_and_grad(lambda e: pml_losses.FastAPLoss()(e, y), x)
+    ours = value_and_grad(lambda e: create("fast_ap")(e, y), x)
+    theirs = value_and_grad(lambda e: pml_losses.FastAPLoss()(e, y), x)
     torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-12)
 
 
@@ -157,8 +149,8 @@ def test_smooth_ap_matches_pml_where_pml_groups_classes_correctly(
     x = torch.randn(classes * per_class, 6, generator=g, dtype=torch.float64)
     y = torch.arange(classes).repeat_interleave(per_class)
     self_pos = torch.full((y.numel(),), -1)  # NO_SELF
-    ours = _value_and_grad(lambda e: create("smooth_ap")(e, y, self_index=self_pos), x)
-    theirs = _value_and_grad(lambda e: pml_losses.SmoothAPLoss()(e, y), x)
+    ours = value_and_grad(lambda e: create("smooth_ap")(e, y, self_index=self_pos), x)
+    theirs = value_and_grad(lambda e: pml_losses.SmoothAPLoss()(e, y), x)
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7, check_dtype=False)
 
 
@@ -187,8 +179,8 @@ def test_smooth_ap_takes_unequal_class_counts() -> None:
 def test_references_equal_to_the_batch_give_the_batch_loss(name: str) -> None:
     x, y = _batch(7, size=10)
     loss = create(name)
-    direct = _value_and_grad(lambda e: loss(e, y), x)
-    via_ref = _value_and_grad(
+    direct = value_and_grad(lambda e: loss(e, y), x)
+    via_ref = value_and_grad(
         lambda e: loss(e, y, e.clone(), y.clone(), self_index=torch.arange(10)), x
     )
     torch.testing.assert_close(via_ref, direct, rtol=1e-12, atol=1e-14)

@@ -11,6 +11,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
 from dmlkit.losses import create
+from tests.losses.grads import value_and_grad
 
 LP = pml_distances.LpDistance(normalize_embeddings=False)
 
@@ -20,13 +21,6 @@ def _batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(48, 16, generator=g, dtype=torch.float64)
     y = torch.randint(0, 8, (48,), generator=g)
     return x, y
-
-
-def _value_and_grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
-    x = x.clone().requires_grad_(True)
-    value = fn(x)
-    (grad,) = torch.autograd.grad(value, x)
-    return value.detach(), grad
 
 
 CASES: dict[str, tuple[Callable, Callable]] = {
@@ -61,8 +55,8 @@ def test_parity_with_pml(case: str, seed: int) -> None:
     ours_factory, theirs_factory = CASES[case]
     ours, theirs = ours_factory(), theirs_factory()
     x, y = _batch(seed)
-    v1, g1 = _value_and_grad(lambda e: ours(e, y), x)
-    v2, g2 = _value_and_grad(lambda e: theirs(e, y), x)
+    v1, g1 = value_and_grad(lambda e: ours(e, y), x)
+    v2, g2 = value_and_grad(lambda e: theirs(e, y), x)
     torch.testing.assert_close(v1, v2, rtol=1e-4, atol=1e-10)
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-10)
 
@@ -78,8 +72,8 @@ def test_ms_with_miner_matches_pml_loss_plus_miner(
         pml_losses.MultiSimilarityLoss(2.0, beta, threshold),
         pml_miners.MultiSimilarityMiner(0.1),
     )
-    v1, g1 = _value_and_grad(lambda e: ours(e, y), x)
-    v2, g2 = _value_and_grad(lambda e: loss(e, y, miner(e, y)), x)
+    v1, g1 = value_and_grad(lambda e: ours(e, y), x)
+    v2, g2 = value_and_grad(lambda e: loss(e, y, miner(e, y)), x)
     torch.testing.assert_close(v1, v2, rtol=1e-4, atol=1e-10)
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-10)
 
@@ -93,8 +87,8 @@ def test_npair_matches_pml_on_one_pair_per_class(seed: int) -> None:
     x = torch.randn(20, 8, generator=g, dtype=torch.float64)
     y = torch.arange(10).repeat_interleave(2)
     ours = create("npair", similarity="cosine")
-    v1, g1 = _value_and_grad(lambda e: ours(e[0::2], y[0::2], e[1::2], y[1::2]), x)
-    v2, g2 = _value_and_grad(lambda e: pml_losses.NPairsLoss()(e, y), x)
+    v1, g1 = value_and_grad(lambda e: ours(e[0::2], y[0::2], e[1::2], y[1::2]), x)
+    v2, g2 = value_and_grad(lambda e: pml_losses.NPairsLoss()(e, y), x)
     torch.testing.assert_close(v1, v2, rtol=1e-4, atol=1e-10)
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-10)
 

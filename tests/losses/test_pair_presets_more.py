@@ -16,6 +16,7 @@ from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
 from dmlkit.losses import LOSSES, AngularLoss, PairLoss, create
+from tests.losses.grads import value_and_grad
 
 NAMES = sorted(REFERENCES)
 ALL = [*NAMES, "instance"]
@@ -25,13 +26,6 @@ def batch(seed: int, size: int = 10, dim: int = 5, classes: int = 3) -> tuple[to
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(size, dim, generator=g, dtype=torch.float64)
     return x, torch.randint(0, classes, (size,), generator=g).tolist()
-
-
-def value_and_grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
-    x = x.clone().requires_grad_(True)
-    value = fn(x)
-    (grad,) = torch.autograd.grad(value, x)
-    return value.detach(), grad
 
 
 def test_registered_with_family_and_source() -> None:

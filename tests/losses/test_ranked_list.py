@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ from pytorch_metric_learning import losses as pml_losses
 
 from dmlkit.losses import create, pair_weights
 from dmlkit.losses.ranked_list import WeightedRankedListAggregator
+from tests.losses.grads import value_and_grad
 
 pytestmark = pytest.mark.filterwarnings("ignore:Values of Tp or Tn are too high")
 
@@ -51,15 +51,6 @@ def _batch(seed: int, size: int = 10, classes: int = 3) -> tuple[torch.Tensor, t
     return x, torch.randint(0, classes, (size,), generator=g)
 
 
-def _value_and_grad(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    x = x.clone().requires_grad_(True)
-    value = fn(x)
-    (grad,) = torch.autograd.grad(value, x)
-    return value.detach(), grad
-
-
 @pytest.mark.parametrize(
     "settings",
     [
@@ -90,8 +81,8 @@ def test_matches_pml_up_to_its_denominator_smoothing(t_pos: float, seed: int) ->
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(24, 8, generator=g, dtype=torch.float64)
     y = torch.randint(0, 4, (24,), generator=g)
-    ours = _value_and_grad(lambda e: create("ranked_list", temp_pos=t_pos)(e, y), x)
-    theirs = _value_and_grad(
+    ours = value_and_grad(lambda e: create("ranked_list", temp_pos=t_pos)(e, y), x)
+    theirs = value_and_grad(
         lambda e: pml_losses.RankedListLoss(margin=0.4, Tn=10.0, Tp=t_pos)(e, y), x
     )
     torch.testing.assert_close(ours[0], theirs[0], rtol=2.4e-4, atol=0.0)

@@ -14,6 +14,7 @@ from pytorch_metric_learning import reducers as pml_reducers
 from dmlkit.core import relation_masks
 from dmlkit.losses import create
 from dmlkit.losses.triplet import BatchHardTripletLoss, TripletLoss
+from tests.losses.grads import value_and_grad
 
 COS = pml_distances.CosineSimilarity()
 MINING_OF = {
@@ -171,12 +172,6 @@ def _pml_miner(mining: str) -> object | None:
     return pml_miners.TripletMarginMiner(0.1, type_of_triplets=mining, distance=COS)
 
 
-def _value_and_grad(fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    e = x.clone().requires_grad_(True)
-    value = fn(e)
-    return value.detach(), torch.autograd.grad(value, e)[0]
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("mining", ["all", "all_mined", "semihard", "hard", "batch_hard"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -198,8 +193,8 @@ def test_parity_with_pml(seed: int, mining: str, reduction: str) -> None:
     }[reduction]
     theirs = pml_losses.TripletMarginLoss(0.1, distance=COS, reducer=reducer)
     miner = _pml_miner(mining)
-    v1, g1 = _value_and_grad(lambda e: ours(e, y), x)
-    v2, g2 = _value_and_grad(lambda e: theirs(e, y, miner(e, y) if miner else None), x)
+    v1, g1 = value_and_grad(lambda e: ours(e, y), x)
+    v2, g2 = value_and_grad(lambda e: theirs(e, y, miner(e, y) if miner else None), x)
     torch.testing.assert_close(v1, v2, rtol=1e-4, atol=1e-12)
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-12)
 
@@ -214,8 +209,8 @@ def test_parity_with_pml_against_a_reference_set(mining: str) -> None:
     def pml(e: torch.Tensor) -> torch.Tensor:
         return theirs(e, y, miner(e, y, ref, ref_y) if miner else None, ref, ref_y)
 
-    v1, g1 = _value_and_grad(lambda e: TripletLoss(0.1, mining)(e, y, ref, ref_y), x)
-    v2, g2 = _value_and_grad(pml, x)
+    v1, g1 = value_and_grad(lambda e: TripletLoss(0.1, mining)(e, y, ref, ref_y), x)
+    v2, g2 = value_and_grad(pml, x)
     torch.testing.assert_close(v1, v2, rtol=1e-4, atol=1e-12)
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-12)
 
@@ -224,10 +219,10 @@ def test_euclidean_forms_match_pml_and_the_unit_sphere_identity() -> None:
     x, y = _batch(3, b=30, d=8, classes=5)
     for power, kind in ((1, "neg_euclidean"), (2, "neg_sq_euclidean")):
         distance = pml_distances.LpDistance(normalize_embeddings=False, power=power)
-        v1, g1 = _value_and_grad(
+        v1, g1 = value_and_grad(
             lambda e, k=kind: create("triplet", margin=0.2, similarity=k)(e, y), x
         )
-        v2, g2 = _value_and_grad(
+        v2, g2 = value_and_grad(
             lambda e, d=distance: pml_losses.TripletMarginLoss(0.2, distance=d)(e, y), x
         )
         torch.testing.assert_close(v1, v2, rtol=1e-9, atol=0)
